@@ -1,0 +1,33 @@
+"""tango: Target Aware No-code neural network Generation and Operation, Jupyter-native.
+
+The public API is a handful of names; they are imported lazily so ``import tango_core`` is cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "Project": "tango_core.project",
+    "EventBus": "tango_core.events",
+    "get_target": "tango_core.targets",
+    "list_targets": "tango_core.targets",
+    "register_target": "tango_core.targets",
+    "recommend": "tango_core.selection",
+    "create_model": "tango_core.models",
+    "list_models": "tango_core.models",
+    "model_info": "tango_core.models",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tango_core' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+__all__ = sorted(_LAZY)

@@ -1,0 +1,279 @@
+"""A tango project: one folder with a human-readable config and the status of each stage.
+
+``tango.yaml`` in the project folder holds everything; it is written atomically, so a crash
+never leaves a half-written config, and reopening the folder restores exactly where the work
+stopped.  A stage left ``running`` by a process that no longer exists is reported as failed
+("interrupted") on reopening, so the pipeline app offers to resume it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from . import events as ev
+from ._io import read_yaml, write_yaml
+from .errors import ConfigError, TangoError
+
+CONFIG_NAME = "tango.yaml"
+SCHEMA_VERSION = 1
+TASKS = ("classification", "detection", "segmentation")
+LEARNING_TYPES = ("normal", "incremental", "transfer")
+STAGES = ("data", "labels", "model_selection", "training", "hpo", "nas", "export", "deploy")
+STATUSES = ("ready", "running", "completed", "failed")
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass
+class StageStatus:
+    status: str = "ready"
+    started: str | None = None
+    finished: str | None = None
+    last_error: str | None = None
+    pid: int | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ProjectConfig:
+    name: str
+    task: str = "classification"
+    target: str = "x86-cpu"
+    learning_type: str = "normal"
+    dataset: str | None = None
+    classes: list[str] = field(default_factory=list)
+    model: str | None = None
+    weights: str | None = None
+    hyp: dict[str, Any] = field(default_factory=dict)
+    created: str = field(default_factory=_now)
+
+
+class Project:
+    """Open with :meth:`Project.open`, make with :meth:`Project.create`."""
+
+    def __init__(self, root: Path, config: ProjectConfig, stages: dict[str, StageStatus]):
+        self.root = Path(root)
+        self.config = config
+        self.stages = stages
+        self.events = ev.EventBus()
+
+    # --- construction ------------------------------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        root: str | os.PathLike,
+        name: str | None = None,
+        task: str = "classification",
+        target: str = "x86-cpu",
+        learning_type: str = "normal",
+        exist_ok: bool = False,
+        **fields: Any,
+    ) -> Project:
+        root = Path(root)
+        if (root / CONFIG_NAME).exists():
+            if not exist_ok:
+                raise TangoError(f"{root / CONFIG_NAME} exists already: use Project.open() to continue it")
+            return cls.open(root)
+        config = ProjectConfig(name=name or root.resolve().name, task=task, target=target,
+                               learning_type=learning_type, **fields)
+        project = cls(root, config, {s: StageStatus() for s in STAGES})
+        project._validate(str(root / CONFIG_NAME))
+        project.save()
+        return project
+
+    @classmethod
+    def open(cls, root: str | os.PathLike) -> Project:
+        root = Path(root)
+        path = root / CONFIG_NAME
+        if not path.exists():
+            raise TangoError(f"{root} is not a tango project ({CONFIG_NAME} not found): create it with Project.create()")
+        raw = read_yaml(path)
+        project = cls._from_dict(raw, str(path), root)
+        changed = False
+        for name, st in project.stages.items():
+            if st.status == "running" and not _pid_alive(st.pid):
+                st.status, st.last_error = "failed", f"interrupted (process {st.pid} is no longer running)"
+                st.finished = _now()
+                changed = True
+        if changed:
+            project.save()
+        return project
+
+    @classmethod
+    def _from_dict(cls, raw: Any, source: str, root: Path) -> Project:
+        if not isinstance(raw, dict):
+            raise ConfigError(source, "<root>", "must be a mapping of fields", "see docs/project.md")
+        version = raw.get("version", SCHEMA_VERSION)
+        if version != SCHEMA_VERSION:
+            raise ConfigError(source, "version", f"unsupported version {version!r}", f"expected {SCHEMA_VERSION}")
+        proj = raw.get("project")
+        if not isinstance(proj, dict):
+            raise ConfigError(source, "project", "missing or not a mapping")
+        known = set(ProjectConfig.__dataclass_fields__)
+        unknown = set(proj) - known
+        if unknown:
+            raise ConfigError(source, f"project.{sorted(unknown)[0]}", "unknown field", f"known fields: {sorted(known)}")
+        if "name" not in proj:
+            raise ConfigError(source, "project.name", "missing")
+        config = ProjectConfig(**proj)
+        stages_raw = raw.get("stages") or {}
+        if not isinstance(stages_raw, dict):
+            raise ConfigError(source, "stages", "must be a mapping of stage -> status")
+        stages = {}
+        for stage in STAGES:
+            st = stages_raw.get(stage) or {}
+            if not isinstance(st, dict):
+                raise ConfigError(source, f"stages.{stage}", "must be a mapping")
+            bad = set(st) - set(StageStatus.__dataclass_fields__)
+            if bad:
+                raise ConfigError(source, f"stages.{stage}.{sorted(bad)[0]}", "unknown field")
+            stages[stage] = StageStatus(**st)
+        for stage in set(stages_raw) - set(STAGES):
+            raise ConfigError(source, f"stages.{stage}", "unknown stage", f"stages are {list(STAGES)}")
+        project = cls(root, config, stages)
+        project._validate(source)
+        return project
+
+    # --- validation and persistence ---------------------------------------------------------
+    def _validate(self, source: str) -> None:
+        c = self.config
+        if not isinstance(c.name, str) or not c.name.strip():
+            raise ConfigError(source, "project.name", "must be a non-empty string")
+        if c.task not in TASKS:
+            raise ConfigError(source, "project.task", f"{c.task!r} is not a task", f"use one of {list(TASKS)}")
+        if c.learning_type not in LEARNING_TYPES:
+            raise ConfigError(source, "project.learning_type", f"{c.learning_type!r} is not a learning type",
+                              f"use one of {list(LEARNING_TYPES)}")
+        if not isinstance(c.target, str) or not re.fullmatch(r"[A-Za-z0-9_.\-]+", c.target or ""):
+            raise ConfigError(source, "project.target", f"{c.target!r} is not a target id")
+        if not isinstance(c.classes, list) or not all(isinstance(x, str) and x for x in c.classes):
+            raise ConfigError(source, "project.classes", "must be a list of non-empty class names")
+        if len(set(c.classes)) != len(c.classes):
+            dup = sorted({x for x in c.classes if c.classes.count(x) > 1})
+            raise ConfigError(source, "project.classes", f"duplicate class names {dup}")
+        if not isinstance(c.hyp, dict):
+            raise ConfigError(source, "project.hyp", "must be a mapping of hyper-parameter -> value")
+        for stage, st in self.stages.items():
+            if st.status not in STATUSES:
+                raise ConfigError(source, f"stages.{stage}.status", f"{st.status!r} is not a status",
+                                  f"use one of {list(STATUSES)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": SCHEMA_VERSION,
+            "project": asdict(self.config),
+            "stages": {k: asdict(v) for k, v in self.stages.items()},
+        }
+
+    def save(self) -> Path:
+        self._validate(str(self.config_path))
+        return write_yaml(self.config_path, self.to_dict())
+
+    # --- convenience ---------------------------------------------------------------------------
+    @property
+    def config_path(self) -> Path:
+        return self.root / CONFIG_NAME
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def task(self) -> str:
+        return self.config.task
+
+    def path(self, *parts: str) -> Path:
+        """A path inside the project folder (``data``, ``runs``, ``exports``, ``deploy``...)."""
+        return self.root.joinpath(*parts)
+
+    def set(self, **fields: Any) -> Project:
+        """Change config fields (validated, saved atomically)."""
+        for key, value in fields.items():
+            if key not in ProjectConfig.__dataclass_fields__:
+                raise ConfigError(str(self.config_path), f"project.{key}", "unknown field",
+                                  f"known fields: {sorted(ProjectConfig.__dataclass_fields__)}")
+        old = asdict(self.config)
+        for key, value in fields.items():
+            setattr(self.config, key, value)
+        try:
+            self.save()
+        except ConfigError:
+            self.config = ProjectConfig(**old)
+            raise
+        return self
+
+    def target(self):
+        from .targets import get_target
+
+        return get_target(self.config.target)
+
+    # --- stage status ----------------------------------------------------------------------------
+    def _stage(self, stage: str) -> StageStatus:
+        if stage not in self.stages:
+            from .errors import UnknownNameError
+
+            raise UnknownNameError("stage", stage, list(STAGES))
+        return self.stages[stage]
+
+    def mark(self, stage: str, status: str, error: str | None = None, **info: Any) -> StageStatus:
+        st = self._stage(stage)
+        if status not in STATUSES:
+            raise ConfigError(str(self.config_path), f"stages.{stage}.status", f"{status!r} is not a status")
+        st.status = status
+        if status == "running":
+            st.started, st.finished, st.last_error, st.pid = _now(), None, None, os.getpid()
+        elif status in ("completed", "failed"):
+            st.finished, st.pid = _now(), None
+            st.last_error = error if status == "failed" else None
+        elif status == "ready":
+            st.started = st.finished = st.last_error = st.pid = None
+        st.info.update(info)
+        self.save()
+        self.events.emit(ev.STAGE_STATUS, stage=stage, status=status, error=st.last_error, info=dict(st.info))
+        return st
+
+    @contextlib.contextmanager
+    def stage(self, stage: str, **info: Any) -> Iterator[StageStatus]:
+        """Mark ``stage`` running for the block; completed on success, failed (with the error) otherwise."""
+        st = self.mark(stage, "running", **info)
+        try:
+            yield st
+        except BaseException as exc:
+            self.mark(stage, "failed", error=f"{type(exc).__name__}: {exc}")
+            raise
+        self.mark(stage, "completed")
+
+    def resume_point(self) -> str | None:
+        """The first stage that is not completed (skipping optional hpo / nas), or None when all are."""
+        for stage in STAGES:
+            if stage in ("hpo", "nas") and self.stages[stage].status == "ready":
+                continue
+            if self.stages[stage].status != "completed":
+                return stage
+        return None
+
+    def summary(self) -> dict[str, str]:
+        return {s: st.status for s, st in self.stages.items()}
+
+    def __repr__(self) -> str:
+        return f"Project({self.name!r}, task={self.task!r}, target={self.config.target!r}, root={str(self.root)!r})"
