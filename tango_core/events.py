@@ -157,7 +157,7 @@ class Throttle:
 
     def __init__(self, callback: Callback, rate_hz: float = 4.0) -> None:
         self.callback, self.interval = callback, 1.0 / rate_hz
-        self._last = 0.0
+        self._last = float("-inf")
         self._pending: Event | None = None
 
     def __call__(self, event: Event) -> None:

@@ -1,0 +1,136 @@
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import yaml
+
+from tango_core._io import atomic_write_text
+from tango_core.errors import ConfigError, TangoError
+from tango_core.events import STAGE_STATUS, Recorder
+from tango_core.project import CONFIG_NAME, STAGES, Project
+
+
+def test_create_and_reopen_restores_everything(tmp_path):
+    p = Project.create(tmp_path / "proj", task="detection", target="jetson-nano", classes=["cat", "dog"])
+    p.set(model="yolov7-tiny", hyp={"lr0": 0.01})
+    p.mark("data", "completed", images=40)
+    p.mark("labels", "completed")
+    again = Project.open(tmp_path / "proj")
+    assert again.config == p.config
+    assert again.summary() == p.summary()
+    assert again.stages["data"].info == {"images": 40}
+    assert again.resume_point() == "model_selection"
+    assert set(again.stages) == set(STAGES)
+
+
+def test_config_is_human_readable_yaml(tmp_path):
+    p = Project.create(tmp_path / "p", name="My project")
+    raw = yaml.safe_load((tmp_path / "p" / CONFIG_NAME).read_text())
+    assert raw["project"]["name"] == "My project"
+    assert raw["stages"]["training"]["status"] == "ready"
+
+
+def test_create_twice_refuses_but_exist_ok_reopens(tmp_path):
+    Project.create(tmp_path / "p")
+    with pytest.raises(TangoError, match="exists already"):
+        Project.create(tmp_path / "p")
+    assert Project.create(tmp_path / "p", exist_ok=True).name == "p"
+
+
+@pytest.mark.parametrize("edit, field", [
+    (lambda d: d["project"].update(task="regression"), "project.task"),
+    (lambda d: d["project"].update(learning_type="continual"), "project.learning_type"),
+    (lambda d: d["project"].update(classes=["a", "a"]), "project.classes"),
+    (lambda d: d["project"].update(colour="blue"), "project.colour"),
+    (lambda d: d["project"].pop("name"), "project.name"),
+    (lambda d: d["stages"]["training"].update(status="halfway"), "stages.training.status"),
+    (lambda d: d["stages"].update(painting={}), "stages.painting"),
+    (lambda d: d.update(version=99), "version"),
+])
+def test_hand_edited_config_errors_name_the_field(tmp_path, edit, field):
+    p = Project.create(tmp_path / "p")
+    data = yaml.safe_load(p.config_path.read_text())
+    edit(data)
+    p.config_path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError) as err:
+        Project.open(tmp_path / "p")
+    assert err.value.field == field
+    assert str(p.config_path) in str(err.value)
+
+
+def test_corrupt_yaml_names_the_position(tmp_path):
+    p = Project.create(tmp_path / "p")
+    p.config_path.write_text("project: {name: [unclosed\n")
+    with pytest.raises(ConfigError, match="line"):
+        Project.open(tmp_path / "p")
+
+
+def test_set_rejects_bad_values_and_keeps_old(tmp_path):
+    p = Project.create(tmp_path / "p")
+    with pytest.raises(ConfigError):
+        p.set(task="painting")
+    assert Project.open(tmp_path / "p").task == "classification"
+    assert p.task == "classification"
+
+
+def test_stage_context_marks_running_completed_failed_and_emits(tmp_path):
+    p = Project.create(tmp_path / "p")
+    rec = Recorder(p.events, STAGE_STATUS)
+    with p.stage("data"):
+        assert Project.open(tmp_path / "p").stages["data"].status == "running"
+    with pytest.raises(RuntimeError):
+        with p.stage("training"):
+            raise RuntimeError("boom")
+    again = Project.open(tmp_path / "p")
+    assert again.stages["data"].status == "completed"
+    assert again.stages["training"].status == "failed"
+    assert "boom" in again.stages["training"].last_error
+    assert [(e["stage"], e["status"]) for e in rec.events] == [
+        ("data", "running"), ("data", "completed"), ("training", "running"), ("training", "failed")]
+
+
+def test_stage_of_a_dead_process_is_reported_interrupted(tmp_path):
+    code = textwrap.dedent(f"""
+        import sys, os; sys.path.insert(0, {str(os.getcwd())!r})
+        from tango_core.project import Project
+        p = Project.open({str(tmp_path / 'p')!r}); p.mark('training', 'running')
+        os.kill(os.getpid(), 9)
+    """)
+    Project.create(tmp_path / "p")
+    subprocess.run([sys.executable, "-c", code], check=False)
+    p = Project.open(tmp_path / "p")
+    assert p.stages["training"].status == "failed"
+    assert "interrupted" in p.stages["training"].last_error
+    assert p.resume_point() == "data"
+
+
+def test_kill_during_write_leaves_old_file_intact(tmp_path):
+    target = tmp_path / "f.txt"
+    atomic_write_text(target, "old content\n")
+    ready = tmp_path / "ready"
+    code = textwrap.dedent(f"""
+        import os, sys, time; sys.path.insert(0, {str(os.getcwd())!r})
+        from tango_core import _io
+        real_fsync = os.fsync
+        def slow_fsync(fd):
+            open({str(ready)!r}, 'w').close()
+            time.sleep(60)
+        os.fsync = slow_fsync
+        _io.atomic_write_text({str(target)!r}, 'new ' * 1_000_000)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        for _ in range(600):
+            if ready.exists() or proc.poll() is not None:
+                break
+            import time
+
+            time.sleep(0.05)
+        assert ready.exists(), "the writer never reached fsync"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert target.read_text() == "old content\n"
