@@ -29,6 +29,7 @@ TRAIN_START = "train_start"
 EPOCH_START = "epoch_start"
 TRAIN_BATCH = "train_loss"
 VAL_END = "val_accuracy"
+VAL_PLOTS = "val_plots"
 EPOCH_END = "epoch_summary"
 CHECKPOINT = "checkpoint"
 OOM_RETRY = "oom_retry"
@@ -64,6 +65,13 @@ EVENT_FIELDS: dict[str, tuple[str, tuple[str, ...]]] = {
         ("epoch", "total_epochs", "step", "total_step", "loss", "losses", "lr", "time"),
     ),
     VAL_END: ("validation metrics of one epoch", ("epoch", "metrics", "fitness", "time")),
+    VAL_PLOTS: (
+        "evaluation pictures for dashboards and reports; optional keys: confusion_matrix (rows = true, "
+        "columns = predicted class), pr_curve ({recall: [...], precision: [[...] per class], ap: [per class]}), "
+        "samples ([{file | image, label, pred, score, boxes: [[cls, x1, y1, x2, y2]], "
+        "pred_boxes: [[cls, x1, y1, x2, y2, score]]}])",
+        ("epoch", "class_names"),
+    ),
     EPOCH_END: ("summary of one epoch", ("epoch", "train_loss", "metrics", "fitness", "epoch_time", "total_time")),
     CHECKPOINT: ("a checkpoint was written", ("path", "kind", "epoch")),
     OOM_RETRY: ("out of memory: retrying from the last checkpoint", ("old_batch_size", "new_batch_size", "epoch")),
