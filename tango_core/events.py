@@ -125,7 +125,7 @@ class EventBus:
 
         return unsubscribe
 
-    def emit(self, name: str, **payload: Any) -> Event:
+    def emit(self, name: str, /, **payload: Any) -> Event:  # "/": payloads may have a "name" field
         spec = EVENT_FIELDS.get(name)
         if spec is None:
             from .errors import UnknownNameError
