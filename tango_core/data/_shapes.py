@@ -1,0 +1,244 @@
+"""The annotation model: one image record with its label, boxes and polygons.
+
+Coordinates are absolute pixels on a continuous grid: pixel ``(i, j)`` covers
+``[i, i + 1) x [j, j + 1)``, so a box around a whole 32 x 32 image is ``(0, 0, 32, 32)``.
+Every format converts to and from this one convention at its edge.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class Box:
+    """An axis-aligned box ``(x1, y1) - (x2, y2)``; ``score`` is None for human labels."""
+
+    cls: int
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    id: str | None = None
+    score: float | None = None
+
+    def __post_init__(self) -> None:
+        self.cls = int(self.cls)
+        self.x1, self.y1, self.x2, self.y2 = (float(v) for v in (self.x1, self.y1, self.x2, self.y2))
+        if self.score is not None:
+            self.score = float(self.score)
+
+    @property
+    def xyxy(self) -> tuple[float, float, float, float]:
+        return (self.x1, self.y1, self.x2, self.y2)
+
+    @property
+    def width(self) -> float:
+        return self.x2 - self.x1
+
+    @property
+    def height(self) -> float:
+        return self.y2 - self.y1
+
+    @property
+    def area(self) -> float:
+        return max(self.width, 0.0) * max(self.height, 0.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id, "cls": self.cls, "bbox": [self.x1, self.y1, self.x2, self.y2]}
+        if self.score is not None:
+            out["score"] = self.score
+        return out
+
+
+@dataclass
+class Polygon:
+    """A closed polygon (the last point joins the first); ``score`` is None for human labels."""
+
+    cls: int
+    points: list[tuple[float, float]]
+    id: str | None = None
+    score: float | None = None
+
+    def __post_init__(self) -> None:
+        self.cls = int(self.cls)
+        self.points = [(float(x), float(y)) for x, y in self.points]
+        if self.score is not None:
+            self.score = float(self.score)
+
+    @property
+    def area(self) -> float:
+        """Absolute area by the shoelace formula."""
+        if len(self.points) < 3:
+            return 0.0
+        p = np.asarray(self.points)
+        x, y = p[:, 0], p[:, 1]
+        return float(abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2)
+
+    def bbox(self) -> Box:
+        """The box around the polygon (same class, id and score)."""
+        xs = [p[0] for p in self.points] or [0.0]
+        ys = [p[1] for p in self.points] or [0.0]
+        return Box(self.cls, min(xs), min(ys), max(xs), max(ys), id=self.id, score=self.score)
+
+    def mask(self, width: int, height: int) -> np.ndarray:
+        """Rasterise to a ``(height, width)`` bool mask: the pixels whose centres the polygon covers."""
+        from PIL import Image, ImageDraw
+
+        img = Image.new("L", (int(width), int(height)), 0)
+        if len(self.points) >= 3:
+            # PIL addresses pixel centres at integer coordinates; ours sit at +0.5
+            ImageDraw.Draw(img).polygon([(x - 0.5, y - 0.5) for x, y in self.points], fill=1)
+        return np.asarray(img, dtype=bool)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id, "cls": self.cls, "points": [[x, y] for x, y in self.points]}
+        if self.score is not None:
+            out["score"] = self.score
+        return out
+
+
+Shape = Box | Polygon
+
+
+@dataclass
+class ImageRecord:
+    """One image of a dataset.  ``file`` is relative to the dataset root (posix)."""
+
+    id: str
+    file: str
+    width: int
+    height: int
+    split: str | None = None
+    label: int | None = None
+    boxes: list[Box] = field(default_factory=list)
+    polygons: list[Polygon] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_labelled(self) -> bool:
+        return self.label is not None or bool(self.boxes) or bool(self.polygons)
+
+    def all_boxes(self) -> list[Box]:
+        """Boxes plus the box around every polygon: what a detector trains on."""
+        return list(self.boxes) + [p.bbox() for p in self.polygons]
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.id,
+            "file": self.file,
+            "width": self.width,
+            "height": self.height,
+            "split": self.split,
+            "label": self.label,
+            "boxes": [b.to_dict() for b in self.boxes],
+            "polygons": [p.to_dict() for p in self.polygons],
+        }
+        if self.meta:
+            out["meta"] = self.meta
+        return out
+
+
+# --- parsing the store, with errors that name the field -------------------------------------------
+class _FieldError(Exception):
+    def __init__(self, field: str, problem: str):
+        super().__init__(f"field '{field}': {problem}")
+        self.field, self.problem = field, problem
+
+
+def _num(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _FieldError(where, f"expected a number, got {value!r}")
+    return float(value)
+
+
+def _int(value: Any, where: str, allow_none: bool = False) -> int | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _FieldError(where, f"expected an integer, got {value!r}")
+    return value
+
+
+def _opt_str(value: Any, where: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise _FieldError(where, f"expected a string id, got {value!r}")
+
+
+def _score(d: dict, where: str) -> float | None:
+    s = d.get("score")
+    return None if s is None else _num(s, f"{where}.score")
+
+
+def box_from_dict(d: Any, where: str) -> Box:
+    if not isinstance(d, dict):
+        raise _FieldError(where, "expected an object with 'cls' and 'bbox'")
+    bbox = d.get("bbox")
+    if not isinstance(bbox, list) or len(bbox) != 4:
+        raise _FieldError(f"{where}.bbox", f"expected [x1, y1, x2, y2], got {bbox!r}")
+    coords = [_num(v, f"{where}.bbox[{i}]") for i, v in enumerate(bbox)]
+    return Box(_int(d.get("cls"), f"{where}.cls"), *coords, id=_opt_str(d.get("id"), f"{where}.id"),
+               score=_score(d, where))
+
+
+def polygon_from_dict(d: Any, where: str) -> Polygon:
+    if not isinstance(d, dict):
+        raise _FieldError(where, "expected an object with 'cls' and 'points'")
+    pts = d.get("points")
+    if not isinstance(pts, list):
+        raise _FieldError(f"{where}.points", f"expected a list of [x, y] pairs, got {pts!r}")
+    points = []
+    for i, p in enumerate(pts):
+        if not isinstance(p, list) or len(p) != 2:
+            raise _FieldError(f"{where}.points[{i}]", f"expected [x, y], got {p!r}")
+        points.append((_num(p[0], f"{where}.points[{i}][0]"), _num(p[1], f"{where}.points[{i}][1]")))
+    return Polygon(_int(d.get("cls"), f"{where}.cls"), points, id=_opt_str(d.get("id"), f"{where}.id"),
+                   score=_score(d, where))
+
+
+SPLITS = ("train", "val", "test")
+
+
+def record_from_dict(d: Any, where: str) -> ImageRecord:
+    if not isinstance(d, dict):
+        raise _FieldError(where, "expected an object")
+    rid, file = d.get("id"), d.get("file")
+    if not isinstance(rid, str) or not rid:
+        raise _FieldError(f"{where}.id", f"expected a non-empty string, got {rid!r}")
+    if not isinstance(file, str) or not file:
+        raise _FieldError(f"{where}.file", f"expected a path relative to the dataset root, got {file!r}")
+    split = d.get("split")
+    if split is not None and split not in SPLITS:
+        raise _FieldError(f"{where}.split", f"{split!r} is not one of {list(SPLITS)} or null")
+    boxes, polys = d.get("boxes", []), d.get("polygons", [])
+    if not isinstance(boxes, list):
+        raise _FieldError(f"{where}.boxes", "expected a list")
+    if not isinstance(polys, list):
+        raise _FieldError(f"{where}.polygons", "expected a list")
+    meta = d.get("meta", {})
+    if not isinstance(meta, dict):
+        raise _FieldError(f"{where}.meta", "expected an object")
+    width, height = _int(d.get("width"), f"{where}.width"), _int(d.get("height"), f"{where}.height")
+    return ImageRecord(
+        id=rid,
+        file=file,
+        width=width,
+        height=height,
+        split=split,
+        label=_int(d.get("label"), f"{where}.label", allow_none=True),
+        boxes=[box_from_dict(b, f"{where}.boxes[{i}]") for i, b in enumerate(boxes)],
+        polygons=[polygon_from_dict(p, f"{where}.polygons[{i}]") for i, p in enumerate(polys)],
+        meta=meta,
+    )
+
+
+def finite(shape: Shape) -> bool:
+    vals = shape.xyxy if isinstance(shape, Box) else [v for p in shape.points for v in p]
+    return all(math.isfinite(v) for v in vals)
