@@ -26,3 +26,13 @@ def project_factory(tmp_path):
         return Project.create(tmp_path / name, **kw)
 
     return make
+
+
+_KIND_MARKERS = {"slow", "notebook", "browser", "postgres"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests that carry no kind marker are unit tests (so `-m unit` selects the quick ones)."""
+    for item in items:
+        if not _KIND_MARKERS & {m.name for m in item.iter_markers()}:
+            item.add_marker(pytest.mark.unit)
