@@ -1,0 +1,35 @@
+"""Export and optimisation for every runtime of the target catalog, each export verified.
+
+>>> result = export("runs/train/best.pt", "onnx", precision="int8", calibration="data/")
+>>> runner = load_exported(result.metadata_path)
+
+The format table is ``formats.yaml``; the metadata schema and the verification rules are in
+docs/export.md.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from ._exporter import ExportError, ExportResult, VerificationError, export
+from ._runners import load_exported, read_metadata
+from ._table import get_format, list_formats
+
+# each format module registers its builder with the table
+for _module in ("_torch", "_onnx", "_tf", "_openvino", "_tvm", "_tensorrt", "_vendor"):
+    try:
+        importlib.import_module(f"{__name__}.{_module}")
+    except ModuleNotFoundError as exc:  # a format module still being written is simply absent
+        if exc.name != f"{__name__}.{_module}":
+            raise
+
+
+def benchmark(*args, **kwargs):
+    """Export to every format that runs here and time each one; see :mod:`._benchmark`."""
+    from ._benchmark import benchmark as _benchmark
+
+    return _benchmark(*args, **kwargs)
+
+
+__all__ = ["ExportError", "ExportResult", "VerificationError", "benchmark", "export", "get_format",
+           "list_formats", "load_exported", "read_metadata"]
