@@ -189,11 +189,13 @@ class Dataset:
         return candidate, f"{IMAGES_DIR}/{candidate}{suffix}"
 
     def add_image(self, image: str | os.PathLike | bytes, name: str | None = None, split: str | None = None,
-                  *, check: bool = True, size: tuple[int, int] | None = None) -> ImageRecord:
+                  *, check: bool = True, size: tuple[int, int] | None = None,
+                  durable: bool = True) -> ImageRecord:
         """Copy an image (a path or its bytes) under ``images/`` and add an unlabelled record for it.
 
         ``name`` may hold sub-folders (``"cat/001.png"``); it becomes the record id without suffix,
         made unique with ``_1``, ``_2``... .  With ``check`` the file must decode completely.
+        ``durable=False`` skips the fsync, for bulk writers that save the store once at the end.
         """
         if isinstance(image, (bytes, bytearray, memoryview)):
             data, source = bytes(image), name or "<bytes>"
@@ -220,7 +222,11 @@ class Dataset:
         if not os.path.splitext(rel)[1]:
             rel += suffix_for(data)
         rec_id, file = self._free_name(rel)
-        atomic_write_bytes(self.root / file, data)
+        if durable:
+            atomic_write_bytes(self.root / file, data)
+        else:
+            (self.root / file).parent.mkdir(parents=True, exist_ok=True)
+            (self.root / file).write_bytes(data)
         return self._insert(ImageRecord(id=rec_id, file=file, width=width, height=height, split=split))
 
     def remove_image(self, rec_id: str, delete_file: bool = True) -> ImageRecord:

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from ._images import safe_relpath
+
 
 @dataclass
 class Box:
@@ -87,13 +89,9 @@ class Polygon:
 
     def mask(self, width: int, height: int) -> np.ndarray:
         """Rasterise to a ``(height, width)`` bool mask: the pixels whose centres the polygon covers."""
-        from PIL import Image, ImageDraw
+        from ._masks import polygon_mask
 
-        img = Image.new("L", (int(width), int(height)), 0)
-        if len(self.points) >= 3:
-            # PIL addresses pixel centres at integer coordinates; ours sit at +0.5
-            ImageDraw.Draw(img).polygon([(x - 0.5, y - 0.5) for x, y in self.points], fill=1)
-        return np.asarray(img, dtype=bool)
+        return polygon_mask(self.points, width, height)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id, "cls": self.cls, "points": [[x, y] for x, y in self.points]}
@@ -212,8 +210,8 @@ def record_from_dict(d: Any, where: str) -> ImageRecord:
     rid, file = d.get("id"), d.get("file")
     if not isinstance(rid, str) or not rid:
         raise _FieldError(f"{where}.id", f"expected a non-empty string, got {rid!r}")
-    if not isinstance(file, str) or not file:
-        raise _FieldError(f"{where}.file", f"expected a path relative to the dataset root, got {file!r}")
+    if not isinstance(file, str) or not file or safe_relpath(file) != file:
+        raise _FieldError(f"{where}.file", f"expected a plain path inside the dataset folder, got {file!r}")
     split = d.get("split")
     if split is not None and split not in SPLITS:
         raise _FieldError(f"{where}.split", f"{split!r} is not one of {list(SPLITS)} or null")

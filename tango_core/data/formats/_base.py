@@ -1,0 +1,206 @@
+"""What every format shares: the parsed form a reader returns, error collection, and the store builder.
+
+A reader turns a folder into :class:`Parsed` (classes plus one :class:`Item` per image, with
+shapes in pixels or normalised units) without touching the destination; :func:`build` then
+copies the images into a new store.  A writer reads a :class:`Dataset` and writes files.
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ...errors import DataError
+from .._dataset import IMAGES_DIR, Dataset
+from .._images import IMAGE_SUFFIXES, header_size, is_image_name, safe_relpath
+from .._shapes import Box, ImageRecord, Polygon
+
+
+@dataclass
+class Item:
+    """One image as a reader found it."""
+
+    source: Path  # the image file to copy
+    name: str  # its name under images/ (posix, with suffix); the record id is this without suffix
+    split: str | None = None
+    label: int | None = None
+    boxes: list[Box] = field(default_factory=list)
+    polygons: list[Polygon] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+    normalized: bool = False  # shapes are in 0..1 image units (YOLO)
+
+
+@dataclass
+class Parsed:
+    task: str
+    classes: list[str]
+    items: list[Item]
+    problems: list[dict[str, str]] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class Issues:
+    """Where readers report broken label data: raised at once (``"raise"``) or kept (``"collect"``).
+
+    Label data whose image is missing is always kept (as ``orphan_label``): it is a finding of
+    the analysis, not a broken file.  Kept problems land in the store and :func:`analyse` shows them.
+    """
+
+    def __init__(self, mode: str = "raise") -> None:
+        if mode not in ("raise", "collect"):
+            raise ValueError(f"errors must be 'raise' or 'collect', not {mode!r}")
+        self.mode = mode
+        self.problems: list[dict[str, str]] = []
+
+    def bad(self, path: str | os.PathLike, problem: str, hint: str = "fix or remove that line") -> None:
+        if self.mode == "raise":
+            raise DataError(path, problem, hint)
+        self.problems.append({"kind": "bad_label", "file": str(path), "message": problem})
+
+    def orphan(self, path: str | os.PathLike, problem: str) -> None:
+        self.problems.append({"kind": "orphan_label", "file": str(path), "message": problem})
+
+
+class Format(abc.ABC):
+    """A dataset format: ``detect``, ``read`` and (optionally) ``write``; registered in ``FORMATS``."""
+
+    name: str = ""
+    tasks: tuple[str, ...] = ()
+    description: str = ""
+    writable: bool = True
+
+    @abc.abstractmethod
+    def detect(self, src: Path) -> bool:
+        """Whether the folder ``src`` looks like this format."""
+
+    @abc.abstractmethod
+    def read(self, src: Path, issues: Issues, task: str | None = None) -> Parsed:
+        """Parse the folder ``src``; ``task`` overrides the task the files suggest."""
+
+    def write(self, ds: Dataset, dst: Path) -> Path:
+        raise DataError(dst, f"the {self.name!r} format can be read but not written")
+
+    def check_task(self, ds: Dataset, dst: Path) -> None:
+        if ds.task not in self.tasks:
+            from . import FORMATS
+
+            fits = [n for n in FORMATS.names() if ds.task in FORMATS.get(n).tasks and FORMATS.get(n).writable]
+            raise DataError(dst, f"the {self.name!r} format does not hold {ds.task} datasets",
+                            f"formats for {ds.task}: {', '.join(fits)}")
+
+
+# --- helpers for readers ---------------------------------------------------------------------------
+def inside(root: Path, rel: str, issues: Issues, where: str | os.PathLike) -> Path | None:
+    """``root / rel`` if it stays inside ``root`` (no ``..``, absolute path or symlink out), else report it."""
+    clean = safe_relpath(rel)
+    path = None if clean is None else root / clean
+    if path is not None and path.resolve().is_relative_to(root.resolve()):
+        return path
+    issues.bad(where, f"path {rel!r} leaves the dataset folder", "paths must be relative and stay inside it")
+    return None
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files under ``folder``, sorted, skipping hidden files and folders."""
+    if not folder.is_dir():
+        return []
+    out = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        out += [Path(dirpath, f) for f in sorted(filenames) if is_image_name(f) and not f.startswith(".")]
+    return out
+
+
+def find_image(folder: Path, stem: str) -> Path | None:
+    for suffix in IMAGE_SUFFIXES + tuple(s.upper() for s in IMAGE_SUFFIXES):
+        if (folder / f"{stem}{suffix}").is_file():
+            return folder / f"{stem}{suffix}"
+    return None
+
+
+def split_of(name: str) -> str | None:
+    """The split a folder or file name stands for (``train2017`` -> train, ``valid`` -> val)."""
+    low = name.lower()
+    for token, split in (("train", "train"), ("val", "val"), ("test", "test")):
+        if token in low:
+            return split
+    return None
+
+
+# --- building a store from a reader's output -----------------------------------------------------------
+def build(parsed: Parsed, dest: Path, task: str | None = None) -> Dataset:
+    """Make a new store at ``dest`` from ``parsed``: images copied, shapes scaled to pixels."""
+    ds = Dataset.create(dest, task=task or parsed.task, classes=parsed.classes)
+    ds.meta.update(parsed.meta)
+    ds.problems.extend(parsed.problems)
+    for item in parsed.items:
+        data = item.source.read_bytes()
+        size = header_size(data)
+        rec = ds.add_image(data, name=item.name, split=item.split, check=False, size=size or (0, 0),
+                           durable=False)
+        rec.label, rec.meta = item.label, dict(item.meta)
+        if item.normalized and size is None and (item.boxes or item.polygons):
+            ds.problems.append({"kind": "corrupt", "file": rec.file,
+                                "message": f"unreadable image: its {len(item.boxes) + len(item.polygons)} "
+                                           "normalised labels cannot be scaled and were not imported"})
+            continue
+        sx, sy = (rec.width, rec.height) if item.normalized else (1, 1)
+        for b in item.boxes:
+            ds.add_box(rec.id, Box(b.cls, b.x1 * sx, b.y1 * sy, b.x2 * sx, b.y2 * sy, id=b.id, score=b.score))
+        for p in item.polygons:
+            ds.add_polygon(rec.id, Polygon(p.cls, [(x * sx, y * sy) for x, y in p.points], id=p.id, score=p.score))
+    ds.save()
+    return ds
+
+
+# --- helpers for writers ---------------------------------------------------------------------------
+def prepare_dst(dst: Path) -> Path:
+    dst = Path(dst)
+    if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
+        raise DataError(dst, "exists and is not an empty folder", "export into a new or empty folder")
+    dst.mkdir(parents=True, exist_ok=True)
+    return dst
+
+
+def copy_image(ds: Dataset, rec: ImageRecord, dst: Path) -> Path:
+    """Copy ``rec``'s image to ``dst`` (a file path) and return it; a missing image is an error."""
+    src = ds.image_path(rec)
+    if not src.is_file():
+        raise DataError(src, f"image of record {rec.id!r} is missing",
+                        "run analyse() and drop the 'missing_image' problems before exporting")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dst)
+    return dst
+
+
+def split_groups(ds: Dataset, dst: Path) -> dict[str | None, list[ImageRecord]]:
+    """Records by split, for layouts with one folder per split: all images have a split, or none has."""
+    unsplit = [r for r in ds.records if r.split is None]
+    if unsplit and len(unsplit) < len(ds.records):
+        raise DataError(dst, f"{len(unsplit)} of {len(ds.records)} images have no split (e.g. {unsplit[0].file})",
+                        "run ds.split() to assign every image, or clear the splits, before exporting")
+    groups: dict[str | None, list[ImageRecord]] = {}
+    for rec in ds.records:
+        groups.setdefault(rec.split, []).append(rec)
+    return groups
+
+
+def check_class(ds: Dataset, rec: ImageRecord, cls: int | None) -> None:
+    if cls is not None and not 0 <= cls < len(ds.classes):
+        raise DataError(ds.image_path(rec), f"class id {cls} is not one of the {len(ds.classes)} classes",
+                        "run analyse() and fix or drop the 'unknown_class' problems before exporting")
+
+
+def rel_name(rec: ImageRecord) -> str:
+    """The record's file name relative to images/ (id plus suffix) used by every writer."""
+    prefix = IMAGES_DIR + "/"
+    return rec.file[len(prefix):] if rec.file.startswith(prefix) else rec.id + os.path.splitext(rec.file)[1]
+
+
+def num(v: float) -> int | float:
+    """Integers stay integers in text formats."""
+    return int(v) if float(v).is_integer() else float(v)
