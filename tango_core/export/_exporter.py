@@ -64,6 +64,8 @@ class Artifacts:
     verify: tuple[str, str] | None = ("model", "")
     #: input and outputs are float16 (a half model), not float32 with fp16 weights inside
     half_io: bool = False
+    #: where the export was written when not at ``ctx.path`` (a cross-compiled TVM ``.tar``)
+    path: Path | None = None
 
 
 @dataclass
@@ -109,7 +111,8 @@ class ExportResult:
 
     def __repr__(self) -> str:
         v = self.verification
-        state = "not verified" if v is None else ("verified" if v.get("passed") else "FAILED verification")
+        state = ("not verified" if v is None or v.get("skipped") else
+                 "verified" if v.get("passed") else "FAILED verification")
         return (f"ExportResult({self.format!r}, {str(self.path)!r}, {self.size_bytes / 1e6:.2f} MB, "
                 f"{self.time:.1f} s, {state})")
 
@@ -207,7 +210,7 @@ def export(model: nn.Module | str | os.PathLike | None = None, format: str | Non
     out_dir = Path(out) if out is not None else (project.path("exports") if project is not None else Path("exports"))
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = _stem(model, source, name)
-    if opts.get("precision") not in (None, "fp32") and fmt not in ("edgetpu",):
+    if opts.get("precision") not in (None, spec.precisions[0]):
         stem = f"{stem}_{opts['precision']}"
     path = out_dir / f"{stem}{spec.suffix}"
 
@@ -238,6 +241,7 @@ def export(model: nn.Module | str | os.PathLike | None = None, format: str | Non
     started = time.perf_counter()
     artifacts = BUILDERS.get(fmt)(ctx)
     elapsed = time.perf_counter() - started
+    path = ctx.path = artifacts.path or path
     size = _size(path)
     meta = _metadata(ctx, artifacts, out_specs, project, elapsed, size, calibration_samples if "samples" in cache
                      else None)

@@ -230,3 +230,69 @@ def _tvm(path: Path, meta: dict[str, Any], threads: int, module: Any = None) -> 
         return [o.numpy() for o in items]
 
     return Runner(meta, run)
+
+
+# --- device-only runtimes: a clear message here, the real runner on the device ------------------------
+@runtime("tensorrt")
+def _tensorrt(path: Path, meta: dict[str, Any], threads: int, module: Any = None) -> Runner:
+    require("tensorrt", "tensorrt", "running TensorRT engines (TensorRT needs an NVIDIA GPU; build the engine "
+                                    f"on the target with {path.parent / 'build_engine.py'})")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("tango_run_engine", path.parent / "run_engine.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    if not path.is_file():
+        raise DataError(path, "the engine has not been built", f"run {path.parent / 'build_engine.py'} first")
+    return Runner(meta, mod.EngineRunner(str(path)))
+
+
+@runtime("edgetpu")
+def _edgetpu(path: Path, meta: dict[str, Any], threads: int, module: Any = None) -> Runner:
+    from ..errors import TangoError
+
+    lite = require("ai_edge_litert.interpreter", "tflite", "running Edge TPU models")
+    if not path.is_file():
+        raise DataError(path, "the Edge TPU model has not been compiled",
+                        f"run {path.parent / 'compile_edgetpu.sh'} on an x86-64 Linux host")
+    try:
+        delegate = lite.load_delegate("libedgetpu.so.1")
+    except (ValueError, OSError) as exc:
+        raise TangoError(f"{path}: the Edge TPU runtime (libedgetpu) is not available here: {exc}. "
+                         "Run it on the device with a Coral TPU") from exc
+    interpreter = lite.Interpreter(model_path=str(path), experimental_delegates=[delegate])
+    interpreter.allocate_tensors()
+    inp, outs = interpreter.get_input_details()[0], interpreter.get_output_details()
+
+    def run(x: np.ndarray) -> list[np.ndarray]:
+        interpreter.set_tensor(inp["index"], x)
+        interpreter.invoke()
+        return [interpreter.get_tensor(o["index"]) for o in sorted(outs, key=lambda d: d["name"])]
+
+    return Runner(meta, run)
+
+
+@runtime("rknn")
+def _rknn(path: Path, meta: dict[str, Any], threads: int, module: Any = None) -> Runner:
+    from ..errors import TangoError
+
+    try:
+        from rknnlite.api import RKNNLite  # type: ignore[import-not-found]
+    except ImportError as exc:
+        raise TangoError(f"{path}: RKNN models run on a Rockchip NPU with rknn-toolkit-lite2 (RKNNLite), which is "
+                         "not installed here; convert with convert_rknn.py on an x86-64 host, run on the board") \
+            from exc
+    if not path.is_file():
+        raise DataError(path, "the RKNN model has not been converted", f"run {path.parent / 'convert_rknn.py'}")
+    rknn = RKNNLite()
+    if rknn.load_rknn(str(path)) != 0 or rknn.init_runtime() != 0:
+        raise TangoError(f"{path}: RKNNLite could not load the model on this board")
+    runner = Runner(meta, lambda x: rknn.inference(inputs=[x]))
+    device = (meta.get("runtime_config") or {}).get("device_input") or {}
+    runner.dtype, runner.layout, runner.quant = np.dtype("uint8"), "NHWC", None
+    mean = np.asarray(device.get("mean_values", [0.0]), np.float32)
+    std = np.asarray(device.get("std_values", [1.0]), np.float32)
+    # the device model takes raw pixels: undo the float normalisation the caller applied
+    runner.to_file_input = lambda x: np.clip(np.round(np.asarray(x, np.float32).transpose(0, 2, 3, 1) * std + mean),
+                                             0, 255).astype(np.uint8)
+    return runner

@@ -1,0 +1,44 @@
+"""OpenVINO IR (xml + bin), converted from the export's ONNX.
+
+INT8 comes from the same calibrated QDQ ONNX as the ``onnx`` format (OpenVINO reads QDQ as
+FakeQuantize and runs it with its INT8 kernels), so no NNCF is needed.  On CPUs with AMX or
+AVX512-BF16 OpenVINO runs f32 models in bf16 unless told otherwise: fp32 exports pin
+``INFERENCE_PRECISION_HINT=f32`` in ``runtime_config`` so deploy code gets what was verified.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+from ..errors import require
+from ._exporter import Artifacts, Context
+from ._onnx import quantize_qdq, write_onnx
+from ._table import builder
+
+
+@builder("openvino")
+def build_openvino(ctx: Context) -> Artifacts:
+    ov = require("openvino", "openvino", "exporting to OpenVINO IR")
+    folder = ctx.path
+    stem = folder.name[: -len(ctx.spec.suffix)]
+    tmp = folder.with_name(f".{folder.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    onnx_path = write_onnx(ctx, tmp / f"{stem}.onnx")
+    quant = None
+    if ctx.precision == "int8":
+        onnx_path = quantize_qdq(onnx_path, tmp / f"{stem}.int8.onnx", ctx.calibration().images,
+                                 ctx.example.shape[0])
+        quant = {"method": "onnxruntime static QDQ (per-channel weights), read by OpenVINO as FakeQuantize"}
+    model = ov.convert_model(str(onnx_path))
+    xml = tmp / f"{stem}.xml"
+    ov.save_model(model, str(xml), compress_to_fp16=ctx.precision == "fp16")
+    for p in tmp.glob("*.onnx"):
+        p.unlink()
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.replace(folder)
+    # fp16 weights are decompressed on CPUs; the device default (bf16 where the CPU has it) is its speed
+    config = None if ctx.precision == "fp16" else {"INFERENCE_PRECISION_HINT": "f32"}
+    notes = [] if config else ["runs in the CPU's default precision (bf16 on CPUs with AMX / AVX512-BF16)"]
+    return Artifacts(files={"model": folder / xml.name, "weights": folder / f"{stem}.bin"},
+                     quantization=quant, runtime_config=config, notes=notes)
