@@ -362,8 +362,16 @@ def layout(graph: Graph) -> Graph:
     preds: dict[str, list[str]] = {n.id: [] for n in graph.nodes}
     for e in graph.edges:
         preds[e.dst].append(e.src)
+    succs: dict[str, list[str]] = {n.id: [] for n in graph.nodes}
+    for e in graph.edges:
+        succs[e.src].append(e.dst)
     for n in graph.nodes:  # nodes are in execution (topological) order
         rank[n.id] = max((rank[p] + 1 for p in preds[n.id] if p in rank), default=0)
+    # pull each node down to just above its first consumer, so a side branch (a 1x1 conv on an
+    # early backbone output) sits beside where it is used instead of far above it
+    for n in reversed(graph.nodes):
+        if succs[n.id] and n.kind != "input":
+            rank[n.id] = max(rank[n.id], min(rank[s] for s in succs[n.id]) - 1)
     lanes = graph.lanes or [None]
     slots: dict[tuple[Any, int], int] = {}
     lane_cols: dict[Any, int] = {lane: 1 for lane in lanes}
