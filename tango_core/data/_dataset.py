@@ -7,6 +7,7 @@ enough to call after every edit; the schema is documented in docs/data.md.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections import Counter
 from collections.abc import Iterator
@@ -357,23 +358,28 @@ class Dataset:
     def split(self, val: float = 0.2, test: float = 0.0, seed: int = 0) -> dict[str, int]:
         """Assign train / val / test deterministically (by seed and image id, not list order).
 
-        Classification is stratified by label; for other tasks by each image's most common class.
-        Within each stratum image ``j`` of ``n`` (after a seeded shuffle) goes to test when
-        ``(j + 0.5) / n < test``, to val when below ``test + val``, otherwise to train, so every
-        stratum keeps the requested proportions and a lone image stays in train.
+        Classification is stratified by label; other tasks by each image's most common class.
+        Strata are filled in turn with running totals, so every stratum gets its share within
+        one image and the whole set gets ``round(n * val)`` val and ``round(n * test)`` test images.
         """
         if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
             raise ValueError(f"val={val} and test={test} must be fractions with val + test < 1")
         strata: dict[int, list[ImageRecord]] = {}
         for rec in sorted(self.records, key=lambda r: r.id):
             strata.setdefault(self._stratum(rec), []).append(rec)
+
+        def upto(n: int, fraction: float) -> int:
+            return math.floor(n * fraction + 0.5)
+
         rng = np.random.default_rng(seed)
+        done = 0
         for key in sorted(strata):
             group = strata[key]
-            order = rng.permutation(len(group))
-            for j, k in enumerate(order):
-                p = (j + 0.5) / len(group)
-                group[k].split = "test" if p < test else "val" if p < test + val else "train"
+            n_test = upto(done + len(group), test) - upto(done, test)
+            n_held = n_test + upto(done + len(group), val) - upto(done, val)
+            done += len(group)
+            for j, k in enumerate(rng.permutation(len(group))):
+                group[k].split = "test" if j < n_test else "val" if j < n_held else "train"
         return {s: len(self.records_of(s)) for s in SPLITS}
 
     def _stratum(self, rec: ImageRecord) -> int:
