@@ -102,7 +102,7 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
 
     coarse = (rng.uniform(0, 1, (4, 4, 3)) * rng.uniform(60, 200) + rng.uniform(0, 55)).astype(np.uint8)
     smooth = np.asarray(Image.fromarray(coarse).resize((size, size), Image.BICUBIC), dtype=np.float32)
-    return smooth + rng.normal(0, 10, (size, size, 3))
+    return smooth + rng.standard_normal((size, size, 3), dtype=np.float32) * 10
 
 
 @SAMPLES.register("shapes", tasks=("classification", "detection", "segmentation"),
