@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 from data_helpers import png_bytes
@@ -186,7 +187,7 @@ def test_store_survives_sigkill_during_saves(tmp_path):
     ds.save()
     script = textwrap.dedent(f"""
         import sys
-        sys.path.insert(0, {str(os.getcwd())!r})
+        sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
         from tango_core.data import load_dataset, Box
         ds = load_dataset({str(tmp_path / "d")!r})
         print("ready", flush=True)

@@ -191,12 +191,12 @@ class Coco(Format):
             cat_ids = list(range(1, len(ds.classes) + 1))
         categories = [{"id": cid, "name": n, "supercategory": ""} for cid, n in zip(cat_ids, ds.classes, strict=True)]
         image_ids = _ids([r.meta.get("coco_id") for r in ds.records])
-        ann_ids = _ids([s.id for r in ds.records for s in (*r.boxes, *r.polygons)])
+        shapes = [s for r in ds.records for s in (*r.boxes, *r.polygons)]
+        ann_id = {id(s): a for s, a in zip(shapes, _ids([s.id for s in shapes]), strict=True)}
         per_split = bool(ds.records) and all(r.split for r in ds.records)
         groups: dict[str | None, list] = {}
         for rec, image_id in zip(ds.records, image_ids, strict=True):
             groups.setdefault(rec.split if per_split else None, []).append((rec, image_id))
-        ann_iter = iter(ann_ids)
         for split, recs in groups.items():
             images, annotations = [], []
             for rec, image_id in recs:
@@ -209,7 +209,7 @@ class Coco(Format):
                 for s in (*rec.boxes, *rec.polygons):
                     check_class(ds, rec, s.cls)
                     b = s if isinstance(s, Box) else s.bbox()
-                    ann: dict[str, Any] = {"id": next(ann_iter), "image_id": image_id,
+                    ann: dict[str, Any] = {"id": ann_id[id(s)], "image_id": image_id,
                                            "category_id": cat_ids[s.cls],
                                            "bbox": [b.x1, b.y1, b.width, b.height], "iscrowd": 0}
                     if isinstance(s, Polygon):
