@@ -1,0 +1,431 @@
+"""The trainer: one loop for every task, headless, reporting through named events.
+
+Order of events: SYSTEM_INFO, DATASET_SUMMARY (per split), MODEL_SUMMARY, AUTOBATCH (when the
+batch is measured), TRAIN_START, then per epoch EPOCH_START, TRAIN_BATCH (per batch), VAL_END,
+EPOCH_END, CHECKPOINT (best when improved, then last), EARLY_STOP (when patience runs out);
+OOM_RETRY whenever a batch does not fit; at the end VAL_PLOTS (of the best model) and TRAIN_END,
+or TRAIN_ERROR when training fails.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import events as ev
+from .._io import write_yaml
+from ..errors import ConfigError, TangoError
+from ..models import model_info
+from ..models.weights import load_weights
+from . import _checkpoint as ckpt
+from ._autobatch import (
+    SAFETY,
+    OutOfMemory,
+    StepMeter,
+    choose_batch,
+    default_budget,
+    fixed_bytes,
+    is_oom_error,
+    measure_line,
+)
+from ._device import amp_dtype, configure_threads, select_device, system_info
+from ._hyp import load_hyp
+from ._optim import ModelEMA, apply_schedule, build_optimizer
+from .tasks import Task, ValResult, get_task
+
+LEARNING_TYPES = ("normal", "transfer", "incremental")
+MIN_BATCH = 2  # batch norm needs two samples
+MAX_OOM_RETRIES = 8
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    best: Path | None  # the weights to use: best.pt, or the previous weights when incremental kept them
+    last: Path | None
+    best_fitness: float
+    best_epoch: int
+    metrics: dict[str, float]  # of the best model
+    history: list[dict[str, Any]]
+    epochs_run: int
+    batch_size: int
+    stopped_early: bool = False
+    kept: str = "new"  # incremental learning: "previous" when the new model did not beat the stored one
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Trainer:
+    """Train ``model`` on ``data`` (a tango Dataset, its folder, or in-memory tensors).
+
+    ``resume``: True (the run_dir's weights/last.pt) or a last.pt path; the run's own arguments
+    are restored from it, so ``Trainer(None, resume="runs/train/3/weights/last.pt").fit()`` works.
+    ``memory_budget_bytes``: the memory the run may use (default: a share of free GPU memory or
+    available RAM); it decides the auto batch and is checked on the first step of every epoch.
+    """
+
+    def __init__(self, data: Any, model: str = "resnet-cifar20", *, task: str | None = None, epochs: int = 30,
+                 batch_size: int | str = "auto", imgsz: int | None = None, hyp: dict | str | None = None,
+                 run_dir: str | Path | None = None, events: ev.EventBus | None = None, resume: bool | str = False,
+                 device: str = "auto", amp: str | bool = "auto", seed: int = 0, patience: int = 50,
+                 learning_type: str = "normal", weights: str | None = None, channels_last: bool | str = "auto",
+                 memory_budget_bytes: int | None = None, max_batch: int = 256, loggers: Iterable[str] = ("csv",),
+                 threads: int | None = None, channels: int | None = None, val_fraction: float = 0.2) -> None:
+        self.events = events or ev.EventBus()
+        self.resume_path: Path | None = None
+        args = dict(model=model, task=task, epochs=epochs, batch_size=batch_size, imgsz=imgsz, seed=seed,
+                    patience=patience, learning_type=learning_type, weights=weights, amp=amp,
+                    channels_last=channels_last, channels=channels, val_fraction=val_fraction, max_batch=max_batch,
+                    hyp=hyp if isinstance(hyp, dict) or hyp is None else str(hyp))
+        if resume:
+            self.resume_path = Path(resume) if isinstance(resume, (str, Path)) else None
+            if self.resume_path is None:
+                if run_dir is None:
+                    raise ConfigError("train", "resume", "resume=True needs run_dir", "or pass the last.pt path")
+                self.resume_path = Path(run_dir) / "weights" / "last.pt"
+            self._resumed = ckpt.read_train_state(self.resume_path)
+            saved = self._resumed["train_state"]["args"]
+            args.update(saved)  # the run continues with its own arguments
+            run_dir = run_dir or self.resume_path.parent.parent
+            if data is None:
+                data = saved.get("data")
+        if data is None or data == "<memory>":
+            raise ConfigError("train", "data", "no data given", "pass a dataset, its folder, or tensors")
+        args["data"] = str(data) if isinstance(data, (str, Path)) else getattr(data, "root", "<memory>")
+        args["data"] = str(args["data"])
+        if args["learning_type"] not in LEARNING_TYPES:
+            raise ConfigError("train", "learning_type", f"{args['learning_type']!r} is not a learning type",
+                              f"use one of {list(LEARNING_TYPES)}")
+        if args["learning_type"] in ("transfer", "incremental") and not args["weights"]:
+            raise ConfigError("train", "weights", f"{args['learning_type']} learning starts from a weights file",
+                              "pass weights=<path to a .pt file> (e.g. an earlier run's best.pt)")
+        if not isinstance(args["epochs"], int) or args["epochs"] < 1:
+            raise ConfigError("train", "epochs", f"{args['epochs']!r} must be a positive integer")
+        bs = args["batch_size"]
+        if bs != "auto" and (not isinstance(bs, int) or bs < MIN_BATCH):
+            raise ConfigError("train", "batch_size", f"{bs!r} must be 'auto' or an integer >= {MIN_BATCH}")
+        self.args, self.data = args, data
+        self.hyp = load_hyp(args["hyp"])
+        self.args["hyp"] = dict(self.hyp)
+        self.run_dir = Path(run_dir) if run_dir is not None else next_run_dir(Path("runs") / "train")
+        self.weights_dir = self.run_dir / "weights"
+        self.device = select_device(device)
+        self.threads, self.loggers = threads, list(loggers)
+        self.memory_budget_bytes = memory_budget_bytes
+        self.epoch = self.step = 0
+        self.best_fitness, self.best_epoch = -math.inf, -1
+        self.baseline_fitness: float | None = None
+        self.history: list[dict[str, Any]] = []
+        self.stopped_early = False
+        self._subscriptions: list[Any] = []
+
+    # --- public --------------------------------------------------------------------------------
+    def fit(self) -> TrainResult:
+        self.t0 = time.time()
+        try:
+            self._attach_loggers()
+            self._setup()
+            self._emit(ev.TRAIN_START, epochs=self.args["epochs"], batch_size=self.batch_size, device=str(self.device),
+                       run_dir=str(self.run_dir), start_epoch=self.epoch, accumulate=self.accumulate,
+                       resumed=self.resume_path is not None, learning_type=self.args["learning_type"])
+            retries = 0
+            while True:
+                try:
+                    self._epochs()
+                    break
+                except Exception as exc:
+                    if not is_oom_error(exc) or retries >= MAX_OOM_RETRIES:
+                        raise
+                    retries += 1
+                    self._shrink_batch(exc)
+            return self._finish()
+        except BaseException as exc:
+            self._emit(ev.TRAIN_ERROR, error=f"{type(exc).__name__}: {exc}", type=type(exc).__name__,
+                       epoch=self.epoch)
+            raise
+        finally:
+            for unsubscribe in self._subscriptions:
+                unsubscribe()
+
+    # --- set-up ----------------------------------------------------------------------------------
+    def _emit(self, event: str, /, **payload: Any) -> None:
+        self.events.emit(event, **payload)
+
+    def _attach_loggers(self) -> None:
+        from .callbacks import create_logger
+
+        for name in self.loggers:
+            logger = create_logger(name, self.run_dir)
+            self._subscriptions.append(self.events.subscribe("*", logger))
+            self._subscriptions.append(logger.close)
+
+    def _setup(self) -> None:
+        a = self.args
+        configure_threads(self.threads)
+        self.dtype = amp_dtype(self.device, a["amp"])
+        cl = a["channels_last"]
+        self.channels_last = (self.device.type == "cuda" or self.dtype is not None) if cl == "auto" else bool(cl)
+        self._emit(ev.SYSTEM_INFO, **system_info(self.device, self.dtype), channels_last=self.channels_last)
+        info = model_info(a["model"])
+        task_name = a["task"] or info["task"]
+        if a["task"] and a["task"] != info["task"]:
+            raise ConfigError("train", "model", f"{a['model']!r} is a {info['task']} model, not {a['task']}")
+        imgsz = a["imgsz"] or info["input_size"]
+        self.task: Task = get_task(task_name)(self.data, imgsz=imgsz, hyp=self.hyp, seed=a["seed"],
+                                             channels=a["channels"], val_fraction=a["val_fraction"])
+        for summary in self.task.dataset_summaries():
+            self._emit(ev.DATASET_SUMMARY, **summary)
+        torch.manual_seed(a["seed"])
+        self.model = self.task.build_model(a["model"]).to(self.device)
+        self.model.tango_name = a["model"]
+        weights_report = self._load_start_weights()
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        summary = self.task.model_summary(self.model, a["model"])
+        if weights_report is not None:
+            summary["weights"] = weights_report
+        self._emit(ev.MODEL_SUMMARY, **summary)
+        self.ema = ModelEMA(self.model, self.hyp["ema_decay"]) if self.hyp["ema"] else None
+        if self.memory_budget_bytes is None:
+            self.memory_budget_bytes = default_budget(self.device)
+        self.fixed_bytes = fixed_bytes(self.model, self.hyp["optimizer"], self.ema is not None)
+        if self.resume_path is not None:  # the batch the run had reached (it may have shrunk after an OOM)
+            self.batch_size = int(self._resumed["train_state"]["batch_size"])
+        else:
+            self.batch_size = self._auto_batch() if a["batch_size"] == "auto" else int(a["batch_size"])
+        self._build_optimizer()
+        if self.resume_path is not None:
+            self._load_state(self._resumed)
+            del self._resumed
+        elif a["learning_type"] == "incremental" and not weights_report["new"]:
+            # the stored model is the one to beat; with new classes (a new head) there is nothing to compare
+            self.baseline_fitness = self.best_fitness = self._validate().fitness
+        self._initial = None if self.resume_path is not None else self._snapshot()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        write_yaml(self.run_dir / "args.yaml", {k: v for k, v in a.items() if k != "hyp"})
+        write_yaml(self.run_dir / "hyp.yaml", self.hyp)
+
+    def _load_start_weights(self) -> dict[str, Any] | None:
+        a = self.args
+        if not a["weights"] or self.resume_path is not None:
+            return None
+        # normal learning continues from a file of the same model; transfer / incremental accept a new head
+        report = load_weights(self.model, a["weights"], strict=a["learning_type"] == "normal")
+        return {"path": str(a["weights"]), "loaded": len(report.loaded),
+                "new": [k.split(":")[0] for k in report.shape_mismatch] + report.missing}
+
+    def _auto_batch(self) -> int:
+        probe_model = copy.deepcopy(self.model)  # probing updates batch-norm statistics: keep them off the model
+
+        def step(b: int) -> None:
+            x, y = self.task.to_device(self.task.example_batch(b), self.device, self.channels_last)
+            with self._autocast():
+                loss, _ = self.task.loss(probe_model(x), y)
+            loss.backward()
+            probe_model.zero_grad(set_to_none=True)
+
+        intercept, slope = measure_line(step, self.device)
+        cap = min(self.args["max_batch"], max(MIN_BATCH, self.task.num_train() // 4))
+        choice = choose_batch(self.fixed_bytes, intercept, slope, self.memory_budget_bytes, cap)
+        if choice["fits"] < MIN_BATCH:
+            raise OutOfMemory(MIN_BATCH, int(SAFETY * (self.fixed_bytes + intercept + slope * MIN_BATCH)),
+                              self.memory_budget_bytes, "even the smallest batch does not fit: use a smaller "
+                                                        "model or imgsz, or raise memory_budget_bytes")
+        self._emit(ev.AUTOBATCH, batch_size=choice["batch_size"], budget_bytes=self.memory_budget_bytes,
+                   per_sample_bytes=choice["per_sample_bytes"], device=str(self.device),
+                   fixed_bytes=choice["fixed_bytes"], estimate_bytes=choice["estimate_bytes"], cap=cap)
+        return choice["batch_size"]
+
+    def _build_optimizer(self) -> None:
+        nbs = self.hyp["nbs"]
+        self.accumulate = max(round(nbs / self.batch_size), 1)
+        weight_decay = self.hyp["weight_decay"] * self.batch_size * self.accumulate / nbs
+        self.optimizer = build_optimizer(self.model, self.hyp, weight_decay)
+        self.scaler = torch.amp.GradScaler("cuda") if self.dtype == torch.float16 else None
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None)
+
+    # --- the loop ----------------------------------------------------------------------------------
+    def _epochs(self) -> None:
+        a, task = self.args, self.task
+        epochs = a["epochs"]
+        meter = StepMeter(self.device)
+        for epoch in range(self.epoch, epochs):
+            nb = task.num_batches(self.batch_size)
+            t_epoch, loss_sum, seen, pending = time.time(), 0.0, 0, 0
+            lr = apply_schedule(self.optimizer, self.hyp, epoch, epochs)
+            self._emit(ev.EPOCH_START, epoch=epoch, total_epochs=epochs, lr=lr, batch_size=self.batch_size,
+                       batches=nb)
+            self.model.train()
+            self.optimizer.zero_grad(set_to_none=True)
+            for i, batch in enumerate(task.train_batches(epoch, self.batch_size)):
+                lr = apply_schedule(self.optimizer, self.hyp, epoch + i / nb, epochs)
+                x, y = task.to_device(batch, self.device, self.channels_last)
+                if i == 0:  # the first step of every epoch is measured against the budget
+                    with meter.measure():
+                        loss, parts = self._forward_backward(x, y)
+                    self._check_memory(meter.bytes, epoch)
+                else:
+                    loss, parts = self._forward_backward(x, y)
+                pending += 1
+                if pending >= self.accumulate or i == nb - 1:  # no gradient crosses an epoch boundary
+                    self._optimizer_step()
+                    pending = 0
+                n = len(y)
+                loss_value = loss.item()
+                if not math.isfinite(loss_value):
+                    raise TangoError(f"the loss became {loss_value} at epoch {epoch}, batch {i + 1}: lower lr0 "
+                                     f"(now {self.hyp['lr0']}) or check the data")
+                loss_sum, seen, self.step = loss_sum + loss_value * n, seen + n, self.step + 1
+                self._emit(ev.TRAIN_BATCH, epoch=epoch, total_epochs=epochs, step=i + 1, total_step=nb,
+                           loss=loss_value, losses={k: float(v) for k, v in parts.items()}, lr=lr,
+                           time=time.time() - self.t0, global_step=self.step, batch_size=n)
+            val = self._validate()
+            val_time = time.time()
+            self._emit(ev.VAL_END, epoch=epoch, metrics=val.metrics, fitness=val.fitness, time=val_time - self.t0)
+            improved = val.fitness > self.best_fitness
+            if improved:
+                self.best_fitness, self.best_epoch = val.fitness, epoch
+            summary = {"epoch": epoch, "train_loss": loss_sum / max(seen, 1), "metrics": val.metrics,
+                       "fitness": val.fitness, "lr": lr, "epoch_time": val_time - t_epoch,
+                       "total_time": val_time - self.t0, "batch_size": self.batch_size,
+                       "best_fitness": self.best_fitness, "best_epoch": self.best_epoch}
+            self.history.append(summary)
+            self._emit(ev.EPOCH_END, **summary)
+            self.epoch = epoch + 1
+            if improved:
+                self._save_best(val)
+            self._save_last()
+            if epoch - self.best_epoch >= a["patience"]:
+                self.stopped_early = True
+                self._emit(ev.EARLY_STOP, epoch=epoch, best_epoch=self.best_epoch, best_fitness=self.best_fitness,
+                           patience=a["patience"])
+                break
+
+    def _forward_backward(self, x: torch.Tensor, y: Any) -> tuple[torch.Tensor, dict[str, Any]]:
+        with self._autocast():
+            out = self.model(x)
+        loss, parts = self.task.loss(out, y)
+        scaled = loss / self.accumulate
+        (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+        return loss, parts
+
+    def _optimizer_step(self) -> None:
+        if self.scaler:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.update(self.model)
+
+    def _check_memory(self, measured: int, epoch: int) -> None:
+        needed = int(SAFETY * (self.fixed_bytes + measured))
+        if needed > self.memory_budget_bytes:
+            raise OutOfMemory(self.batch_size, needed, self.memory_budget_bytes,
+                              f"measured on the first step of epoch {epoch}")
+
+    def _validate(self) -> ValResult:
+        model = self.ema.module if self.ema is not None else self.model
+        return self.task.validate(model, max(self.batch_size, 64), self.device, self.dtype, self.channels_last)
+
+    # --- out of memory -----------------------------------------------------------------------------
+    def _shrink_batch(self, exc: BaseException) -> None:
+        old = self.batch_size
+        if old <= MIN_BATCH:
+            raise OutOfMemory(old, getattr(exc, "needed", None), self.memory_budget_bytes,
+                              "the smallest batch does not fit: use a smaller model or imgsz") from exc
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        last = self.weights_dir / "last.pt"
+        source = ckpt.read_train_state(last) if self.epoch > 0 and last.is_file() else self._initial
+        self.batch_size = max(MIN_BATCH, old // 2)
+        self._build_optimizer()
+        self._load_state(source)
+        self._emit(ev.OOM_RETRY, old_batch_size=old, new_batch_size=self.batch_size, epoch=self.epoch,
+                   error=str(exc), resume_from=str(last) if source is not self._initial else "start")
+
+    # --- checkpoints -------------------------------------------------------------------------------
+    def _meta(self) -> dict[str, Any]:
+        return {"model": self.args["model"], "num_classes": len(self.task.classes),
+                **self.task.weights_meta(), "epoch": self.epoch - 1, "fitness": self.best_fitness}
+
+    def _deploy_weights(self) -> dict[str, torch.Tensor]:
+        return ckpt.cpu_state(self.ema.module if self.ema is not None else self.model)
+
+    def _save_best(self, val: ValResult) -> None:
+        path = ckpt.write(self.weights_dir / "best.pt", self._deploy_weights(), dict(self._meta(), metrics=val.metrics))
+        self._emit(ev.CHECKPOINT, path=str(path), kind="best", epoch=self.epoch - 1, fitness=val.fitness)
+
+    def _train_state(self) -> dict[str, Any]:
+        return {"model": ckpt.cpu_state(self.model), "optimizer": self.optimizer.state_dict(),
+                "ema": ckpt.cpu_state(self.ema.module) if self.ema is not None else None,
+                "ema_updates": self.ema.updates if self.ema is not None else 0,
+                "epoch": self.epoch, "step": self.step, "best_fitness": self.best_fitness,
+                "best_epoch": self.best_epoch, "baseline_fitness": self.baseline_fitness,
+                "batch_size": self.batch_size, "history": self.history, "rng": ckpt.rng_state(),
+                "args": self.args}
+
+    def _save_last(self) -> None:
+        path = ckpt.write(self.weights_dir / "last.pt", self._deploy_weights(), self._meta(), self._train_state())
+        self._emit(ev.CHECKPOINT, path=str(path), kind="last", epoch=self.epoch - 1)
+
+    def _snapshot(self) -> dict[str, Any]:
+        return {"train_state": copy.deepcopy(self._train_state())}
+
+    def _load_state(self, data: dict[str, Any]) -> None:
+        st = data["train_state"]
+        self.model.load_state_dict(st["model"])
+        if self.ema is not None and st["ema"] is not None:
+            self.ema.module.load_state_dict(st["ema"])
+            self.ema.updates = st["ema_updates"]
+            self.ema.reset_cache()
+        if st["batch_size"] == self.batch_size and st["optimizer"]["state"]:
+            self.optimizer.load_state_dict(st["optimizer"])
+        else:  # another batch size: its weight decay differs, keep the new groups but the momentum buffers
+            saved = st["optimizer"]
+            for group, old in zip(self.optimizer.param_groups, saved["param_groups"], strict=True):
+                for p, pid in zip(group["params"], old["params"], strict=True):
+                    if pid in saved["state"]:
+                        self.optimizer.state[p] = {k: v.to(p.device) if torch.is_tensor(v) else v
+                                                   for k, v in saved["state"][pid].items()}
+        self.epoch, self.step = st["epoch"], st["step"]
+        self.best_fitness, self.best_epoch = st["best_fitness"], st["best_epoch"]
+        self.baseline_fitness = st["baseline_fitness"]
+        self.history = list(st["history"])
+        ckpt.set_rng_state(st["rng"])
+
+    # --- the end -------------------------------------------------------------------------------------
+    def _finish(self) -> TrainResult:
+        best = self.weights_dir / "best.pt"
+        kept = "new"
+        if not best.is_file():  # incremental learning that never beat the stored model
+            best, kept = Path(self.args["weights"]), "previous"
+        final_model = self.task.build_model(self.args["model"]).to(self.device)
+        load_weights(final_model, best, strict=True)
+        if self.channels_last:
+            final_model = final_model.to(memory_format=torch.channels_last)
+        val = self.task.validate(final_model, max(self.batch_size, 64), self.device, self.dtype, self.channels_last)
+        self._emit(ev.VAL_PLOTS, epoch=self.best_epoch, class_names=list(self.task.classes), **self.task.plots(val))
+        last = self.weights_dir / "last.pt"
+        self._emit(ev.TRAIN_END, best_model=str(best), size_bytes=best.stat().st_size, best_fitness=self.best_fitness,
+                   epochs_run=self.epoch, time=time.time() - self.t0, best_epoch=self.best_epoch,
+                   metrics=val.metrics, last_model=str(last), kept=kept, stopped_early=self.stopped_early)
+        return TrainResult(self.run_dir, best, last if last.is_file() else None, self.best_fitness, self.best_epoch,
+                           val.metrics, self.history, self.epoch, self.batch_size, self.stopped_early, kept,
+                           val.details)
+
+
+def next_run_dir(parent: Path) -> Path:
+    """``parent/<n>`` with n one more than the largest numbered run there (1 for the first)."""
+    taken = [int(p.name) for p in parent.glob("*") if p.name.isdigit()] if parent.is_dir() else []
+    return parent / str(max(taken, default=0) + 1)
