@@ -1,0 +1,168 @@
+"""What HPO and NAS share: the study's settings kept in the storage, the worker loop, the budget
+and the trial events.
+
+The settings of a study (data, model, space, epochs, budget...) are stored as the study's
+``tango`` user attribute, so a worker on another machine needs only the storage URL and the study
+name; the storage stays a plain Optuna storage that optuna-dashboard reads unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .. import events as ev
+from ..errors import ConfigError
+from ._storage import WORKER_ATTR, reap_dead_trials, worker_id
+
+SPEC_ATTR = "tango"
+SAMPLERS = ("tpe", "gp", "random", "nsga2")
+PRUNERS = ("median", "hyperband", "none")
+
+
+def make_sampler(name: str, seed: int | None, multi: bool):
+    import optuna
+
+    if name not in SAMPLERS:
+        from ..errors import UnknownNameError
+
+        raise UnknownNameError("sampler", name, list(SAMPLERS))
+    if name == "nsga2" or (multi and name == "tpe"):
+        # NSGA-II keeps a population: small generations so a small budget still evolves
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=8) if name == "nsga2" else \
+            optuna.samplers.TPESampler(seed=seed, n_startup_trials=4, multivariate=True)
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=4)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    # multivariate TPE models the interactions (lr0 x momentum x warm-up) that matter here
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=4, multivariate=True, constant_liar=True)
+
+
+def make_pruner(name: str, epochs: int):
+    import optuna
+
+    if name not in PRUNERS:
+        from ..errors import UnknownNameError
+
+        raise UnknownNameError("pruner", name, list(PRUNERS))
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(epochs, 1), reduction_factor=3)
+    return optuna.pruners.NopPruner()
+
+
+def open_study(storage, name: str, spec: dict[str, Any] | None, seed: int | None = None):
+    """Load study ``name`` from ``storage``, or create it from ``spec``.  A stored study keeps its
+    own settings; a ``spec`` that disagrees with them on what defines the study is an error."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        summary = next(s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
+                       if s.study_name == name)
+    except StopIteration:
+        summary = None
+    if summary is None:
+        if spec is None:
+            raise ConfigError("study", "name", f"no study {name!r} in the storage",
+                              "start it with tango tune / tango search first, or check --study and --storage")
+        sampler = make_sampler(spec["sampler"], seed, len(spec["directions"]) > 1)
+        study = optuna.create_study(storage=storage, study_name=name, directions=spec["directions"],
+                                    sampler=sampler, pruner=make_pruner(spec.get("pruner", "none"), spec["epochs"]),
+                                    load_if_exists=True)
+        if SPEC_ATTR not in study.user_attrs:  # another worker may have created it a moment ago
+            study.set_user_attr(SPEC_ATTR, spec)
+        stored = study.user_attrs.get(SPEC_ATTR, spec)
+    else:
+        stored = summary.user_attrs.get(SPEC_ATTR)
+        if stored is None:
+            raise ConfigError("study", "name", f"study {name!r} was not made by tango (no '{SPEC_ATTR}' attribute)",
+                              "pick another study name")
+        study = optuna.load_study(study_name=name, storage=storage,
+                                  sampler=make_sampler(stored["sampler"], seed, len(stored["directions"]) > 1),
+                                  pruner=make_pruner(stored.get("pruner", "none"), stored["epochs"]))
+    if spec is not None:
+        for key in ("kind", "model", "task", "data", "space", "directions"):
+            if key in spec and spec[key] != stored.get(key):
+                raise ConfigError(f"study {name!r}", key, f"the stored study has {stored.get(key)!r}, "
+                                  f"this call gives {spec[key]!r}",
+                                  "resume with the same settings, or start a new study (another name)")
+    return study, stored
+
+
+# --- budget -------------------------------------------------------------------------------------
+def budget_used(study) -> int:
+    """Trials that count against the budget: finished, running or waiting, and failed ones that
+    were not queued again (a retry replaces the trial it repeats)."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs["retry_of"][-1] for t in trials if t.user_attrs.get("retry_of")}
+    return sum(1 for t in trials if t.state != TrialState.FAIL or t.number not in retried)
+
+
+def waiting(study) -> int:
+    from optuna.trial import TrialState
+
+    return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+
+
+def summarise(trial) -> dict[str, Any]:
+    values = trial.values
+    return {"trial": trial.number, "values": list(values) if values is not None else None,
+            "params": dict(trial.params), "state": trial.state.name.lower(),
+            "user_attrs": dict(trial.user_attrs)}
+
+
+# --- the worker loop ----------------------------------------------------------------------------
+def run_worker(study, spec: dict[str, Any], objective: Callable, bus: ev.EventBus, *,
+               trials: int | None, timeout_s: float | None, catch: tuple[type[BaseException], ...] = ()) -> int:
+    """Run trials of ``study`` until ``trials`` count against the budget (all workers together),
+    ``timeout_s`` passes, or nothing is left to do; returns how many this worker ran."""
+    import optuna
+
+    deadline = time.time() + timeout_s if timeout_s else None
+    study_name = study.study_name
+    ran = 0
+
+    def wrapped(trial: optuna.Trial):
+        trial.set_user_attr(WORKER_ATTR, worker_id())
+        return objective(trial)
+
+    def finished(study_, frozen) -> None:
+        values = frozen.values if frozen.state == optuna.trial.TrialState.COMPLETE else None
+        bus.emit(ev.TRIAL_COMPLETE, study=study_name, trial=frozen.number, values=values,
+                 params=dict(frozen.params), state=frozen.state.name.lower(),
+                 user_attrs=dict(frozen.user_attrs))
+
+    while True:
+        reap_dead_trials(study)
+        if deadline is not None and time.time() >= deadline:
+            break
+        if trials is not None and budget_used(study) >= trials and not waiting(study):
+            break
+        if trials is None and deadline is None:
+            raise ConfigError("tune", "budget", "no budget: neither trials nor a time limit",
+                              "pass trials=N and/or timeout_min=M")
+        study.optimize(wrapped, n_trials=1, catch=catch, callbacks=[finished], gc_after_trial=True)
+        ran += 1
+    return ran
+
+
+def best_summary(study) -> Any:
+    """STUDY_END's ``best``: the best trial (one objective) or the Pareto front (several)."""
+    try:
+        best = study.best_trials
+    except ValueError:
+        return None
+    if len(study.directions) == 1:
+        return summarise(best[0]) if best else None
+    return [summarise(t) for t in best]
+
+
+def finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)

@@ -1,0 +1,38 @@
+"""Fixtures of the AutoNN tests: the digits sample at 16 px, fast training settings, and a
+private PostgreSQL server (started once per session, stopped at the end)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+#: settings that make 2-3 epochs on 400 digits learn (no EMA warm-up, no accumulation, no flips)
+FAST_HYP = {"fliplr": 0.0, "nbs": 16, "ema": False}
+TRAIN = {"imgsz": 16, "batch_size": 16, "threads": 1}
+
+
+@pytest.fixture(scope="session")
+def digits(tmp_path_factory) -> Path:
+    from tango_core.data import make_sample
+
+    root = tmp_path_factory.mktemp("autonn") / "digits"
+    make_sample("digits", root, n_per_class=50, size=16)
+    return root
+
+
+@pytest.fixture(scope="session")
+def pg_url():
+    url = os.environ.get("TANGO_TEST_POSTGRES_URL")
+    if url:
+        yield url
+        return
+    from pg_server import PostgresServer
+
+    server = PostgresServer()
+    yield server.start()
+    server.stop()
