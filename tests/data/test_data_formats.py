@@ -312,3 +312,24 @@ def test_detection_reports_what_it_looked_for(tmp_path):
         import_dataset(tmp_path / "empty", tmp_path / "ds")
     with pytest.raises(DataError, match="not found"):
         import_dataset(tmp_path / "nowhere", tmp_path / "ds")
+
+
+def test_flat_yolo_upload_and_foreign_yaml_path(tmp_path):
+    # labelling tools often export a.png + a.txt + classes.txt side by side; uploads arrive like that
+    files = [{"name": "a.png", "content": png_bytes(20, 10, seed=1)},
+             {"name": "a.txt", "content": b"1 0.5 0.5 0.5 0.5\n"},
+             {"name": "b.png", "content": png_bytes(20, 10, seed=2)},
+             {"name": "stray.txt", "content": b"0 0.5 0.5 0.1 0.1\n"},
+             {"name": "classes.txt", "content": b"cat\ndog\n"}]
+    ds = import_dataset(files, tmp_path / "ds")
+    assert ds.classes == ["cat", "dog"] and ds.task == "detection"
+    assert ds.get("a").boxes[0].xyxy == (5, 2.5, 15, 7.5) and not ds.get("b").is_labelled
+    assert [(p["kind"], p["file"].endswith("stray.txt")) for p in ds.problems] == [("orphan_label", True)]
+
+    src = tmp_path / "y"
+    (src / "images").mkdir(parents=True)
+    (src / "images" / "a.png").write_bytes(png_bytes())
+    (tmp_path / "elsewhere" / "images").mkdir(parents=True)
+    (tmp_path / "elsewhere" / "images" / "other.png").write_bytes(png_bytes(seed=3))
+    (src / "data.yaml").write_text("path: ../elsewhere\ntrain: images\nval: images\nnames: [x]\n")
+    assert [r.id for r in import_dataset(src, tmp_path / "ds2")] == ["a"]  # the set beside the yaml

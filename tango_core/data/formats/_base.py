@@ -96,7 +96,7 @@ class Format(abc.ABC):
 # --- helpers for readers ---------------------------------------------------------------------------
 def inside(root: Path, rel: str, issues: Issues, where: str | os.PathLike) -> Path | None:
     """``root / rel`` if it stays inside ``root`` (no ``..``, absolute path or symlink out), else report it."""
-    clean = safe_relpath(rel)
+    clean = "." if rel.strip().rstrip("/") in ("", ".") else safe_relpath(rel)
     path = None if clean is None else root / clean
     if path is not None and path.resolve().is_relative_to(root.resolve()):
         return path

@@ -30,6 +30,7 @@ from ._base import (
 )
 
 _SPLIT_DIRS = ("train", "val", "valid", "validation", "test")
+_NOT_LABELS = ("classes.txt", "obj.names", "train.txt", "val.txt", "test.txt", "README.txt")
 _YAMLS = ("dataset.yaml", "data.yaml", "dataset.yml", "data.yml")
 
 
@@ -51,7 +52,10 @@ class Yolo(Format):
         return None
 
     def detect(self, src: Path) -> bool:
-        return self._yaml(src) is not None or ((src / "images").is_dir() and (src / "labels").is_dir())
+        if self._yaml(src) is not None or ((src / "images").is_dir() and (src / "labels").is_dir()):
+            return True
+        # the flat layout: a.png beside a.txt (and a classes.txt), as labelling tools export it
+        return src.is_dir() and any(p.with_suffix(".txt").is_file() for p in list_images(src))
 
     def read(self, src: Path, issues: Issues, task: str | None = None) -> Parsed:
         yaml_path = self._yaml(src)
@@ -63,7 +67,9 @@ class Yolo(Format):
             names = self._names(yaml_path, cfg)
             root = yaml_path.parent
             base = root
-            if isinstance(cfg.get("path"), str) and (root / cfg["path"]).is_dir():
+            # 'path' often names where the author kept the set (../datasets/x): only honour it inside
+            if isinstance(cfg.get("path"), str) and (root / cfg["path"]).is_dir() and \
+                    (root / cfg["path"]).resolve().is_relative_to(root.resolve()):
                 base = root / cfg["path"]
             entries = {s: cfg.get(s) for s in SPLITS if cfg.get(s)}
             if not entries:
@@ -74,7 +80,7 @@ class Yolo(Format):
                 if (src / list_name).is_file():
                     names = [n.strip() for n in (src / list_name).read_text().splitlines() if n.strip()]
             entries = {s: f"images/{s}" for s in SPLITS if (src / "images" / s).is_dir()}
-            entries = entries or {None: "images"}
+            entries = entries or {None: "images" if (src / "images").is_dir() else "."}
         where = yaml_path or src
 
         found: dict[Path, str | None] = {}
@@ -90,8 +96,9 @@ class Yolo(Format):
                 used_labels.add(label.resolve())
                 self._parse(label, item, names, issues)
             items.append(item)
-        for txt in sorted((base / "labels").rglob("*.txt")) if (base / "labels").is_dir() else []:
-            if txt.resolve() not in used_labels and txt.name != "classes.txt":
+        label_files = (base / "labels").rglob("*.txt") if (base / "labels").is_dir() else base.glob("*.txt")
+        for txt in sorted(label_files):
+            if txt.resolve() not in used_labels and txt.name not in _NOT_LABELS:
                 issues.orphan(txt, "label file without an image")
 
         if names is None:
