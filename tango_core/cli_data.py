@@ -45,15 +45,27 @@ def sample(name: str = typer.Argument(..., help="digits | shapes"),
 
 @app.command("import")
 def import_(src: Path = typer.Argument(..., help="a dataset folder or .zip"),
-            dest: Path = typer.Argument(..., help="folder for the new tango dataset"),
+            dest: Path | None = typer.Argument(None, help="folder for the new tango dataset (default: PROJECT/data)"),
             format: str = typer.Option("auto", "--format", "-f", help="source format (tango data formats)"),
             task: str | None = typer.Option(None, help="override the task the files suggest"),
-            collect: bool = typer.Option(False, help="keep going past broken label lines; analyse lists them")) -> None:
+            collect: bool = typer.Option(False, help="keep going past broken label lines; analyse lists them"),
+            project: Path | None = typer.Option(None, help="a project folder: the import becomes its dataset")) -> None:
     """Import a dataset (COCO, YOLO, VOC, ImageFolder, plain images, or a tango store) into a new store."""
     from .data import import_dataset
 
-    ds = import_dataset(src, dest, format=format, task=task, errors=_errors(collect))
+    proj = None
+    if project is not None:
+        from .project import Project
+
+        proj = Project.open(project)
+        dest = dest or proj.path("data")
+    if dest is None:
+        raise typer.BadParameter("give DEST or --project")
+    ds = import_dataset(src, dest, format=format, task=task or (proj.task if proj else None), errors=_errors(collect))
     typer.echo(f"{ds!r}: {ds.class_counts()}")
+    if proj is not None:
+        proj.attach_dataset(ds)
+        typer.echo(f"dataset of {proj!r}")
     if ds.problems:
         typer.echo(f"{len(ds.problems)} problems kept; see: tango data analyse {dest}")
 

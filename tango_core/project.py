@@ -222,6 +222,39 @@ class Project:
             raise
         return self
 
+    def attach_dataset(self, dataset: Any) -> Project:
+        """Make ``dataset`` (a tango_core.data.Dataset or its folder) the project's dataset:
+        records its path (relative when inside the project), task check and classes, and marks
+        the data stage completed."""
+        if not hasattr(dataset, "classes"):
+            from .data import load_dataset
+
+            dataset = load_dataset(dataset)
+        if dataset.task != self.config.task and not (self.config.task == "detection" and dataset.task == "segmentation"):
+            raise ConfigError(str(self.config_path), "project.task",
+                              f"the project is for {self.config.task} but {dataset.root} holds {dataset.task} labels",
+                              "import a dataset of the project's task, or create the project with that task")
+        root = Path(dataset.root).resolve()
+        try:
+            rel = str(root.relative_to(self.root.resolve()))
+        except ValueError:
+            rel = str(root)
+        self.set(dataset=rel, classes=list(dataset.classes))
+        self.mark("data", "completed", images=len(dataset), classes=len(dataset.classes))
+        labelled = sum(1 for r in dataset.records if r.label is not None or r.boxes or r.polygons)
+        if labelled == len(dataset) and labelled:
+            self.mark("labels", "completed", labelled=labelled)
+        return self
+
+    def dataset(self):
+        """The project's dataset store (tango_core.data.Dataset)."""
+        if not self.config.dataset:
+            raise TangoError(f"{self.config_path}: no dataset yet: import one (tango data import SRC --project ...)")
+        from .data import load_dataset
+
+        path = Path(self.config.dataset)
+        return load_dataset(path if path.is_absolute() else self.root / path)
+
     def target(self):
         from .targets import get_target
 

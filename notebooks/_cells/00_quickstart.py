@@ -54,14 +54,11 @@ print(f"target: {t.name} | {t.cpu}, accelerator {t.accelerator}, memory {t.memor
 # %%
 from tango_core.data import analyse, make_sample
 
-with project.stage("data"):
-    if task == "classification":
-        ds = make_sample("digits", project.path("data"), n_per_class=n_per_class, size=imgsz, seed=seed)
-    else:
-        ds = make_sample("shapes", project.path("data"), n=n_images, size=imgsz, task=task, seed=seed)
-    ds.split(val=0.2, seed=seed)
-    ds.save()
-    project.set(dataset="data", classes=list(ds.classes))
+if task == "classification":
+    ds = make_sample("digits", project.path("data"), n_per_class=n_per_class, size=imgsz, seed=seed)
+else:
+    ds = make_sample("shapes", project.path("data"), n=n_images, size=imgsz, task=task, seed=seed)
+project.attach_dataset(ds)   # records the dataset and its classes; labels are complete too
 print(f"{len(ds)} images, classes {ds.classes}")
 
 # %% [markdown]
@@ -71,9 +68,7 @@ print(f"{len(ds)} images, classes {ds.classes}")
 
 # %%
 report = analyse(ds)
-with project.stage("labels"):
-    pass
-report
+print(report.summary())
 
 # %% [markdown]
 # ## 4. Base model selection

@@ -134,3 +134,26 @@ def test_kill_during_write_leaves_old_file_intact(tmp_path):
     finally:
         proc.wait()
     assert target.read_text() == "old content\n"
+
+
+def test_attach_dataset_records_relative_path_classes_and_stage(tmp_path):
+    from tango_core.data import make_sample
+
+    p = Project.create(tmp_path / "p", task="detection")
+    ds = make_sample("shapes", p.path("data"), n=6, size=32, task="detection")
+    p.attach_dataset(ds)
+    again = Project.open(tmp_path / "p")
+    assert again.config.dataset == "data"
+    assert again.config.classes == list(ds.classes)
+    assert again.stages["data"].status == "completed" and again.stages["data"].info["images"] == 6
+    assert len(again.dataset()) == 6
+
+
+def test_attach_dataset_of_another_task_names_the_field(tmp_path):
+    from tango_core.data import make_sample
+
+    p = Project.create(tmp_path / "p", task="classification")
+    ds = make_sample("shapes", tmp_path / "d", n=4, size=32, task="detection")
+    with pytest.raises(ConfigError) as err:
+        p.attach_dataset(ds)
+    assert err.value.field == "project.task"
