@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -77,16 +78,25 @@ def open_storage(where: str | os.PathLike | None = None, project: Any = None, he
         if url.startswith("postgresql"):
             require("psycopg2", "autonn", "studies on PostgreSQL")
         engine_kwargs = {"pool_pre_ping": True}
+    import sqlalchemy.exc
     from optuna.storages import RDBStorage
 
-    try:
-        with warnings.catch_warnings():  # the heartbeat is "experimental" since Optuna 2.9
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_s,
-                              grace_period=GRACE_FACTOR * heartbeat_s, heartbeat_stale_trial_callback=retry_trial)
-    except optuna.exceptions.StorageInternalError as exc:
-        raise ConfigError("storage", "url", f"cannot open {_redact(url)}: {exc.__cause__ or exc}",
-                          "check that the server runs, the database exists and the user may connect") from exc
+    for attempt in range(6):
+        try:
+            with warnings.catch_warnings():  # the heartbeat is "experimental" since Optuna 2.9
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_s,
+                                  grace_period=GRACE_FACTOR * heartbeat_s, heartbeat_stale_trial_callback=retry_trial)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            # workers started together on an empty database race to create Optuna's tables: the
+            # loser finds them made on its next try
+            if attempt == 5:
+                raise
+            time.sleep(0.3 * (attempt + 1))
+        except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.OperationalError) as exc:
+            raise ConfigError("storage", "url", f"cannot open {_redact(url)}: {exc.__cause__ or exc}",
+                              "check that the server runs, the database exists and the user may connect") from exc
+    raise AssertionError("unreachable")
 
 
 def _redact(url: str) -> str:

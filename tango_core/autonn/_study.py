@@ -120,7 +120,8 @@ def summarise(trial) -> dict[str, Any]:
 
 # --- the worker loop ----------------------------------------------------------------------------
 def run_worker(study, spec: dict[str, Any], objective: Callable, bus: ev.EventBus, *,
-               trials: int | None, timeout_s: float | None, catch: tuple[type[BaseException], ...] = ()) -> int:
+               trials: int | None, timeout_s: float | None, catch: tuple[type[BaseException], ...] = (),
+               poll_s: float = 1.0) -> int:
     """Run trials of ``study`` until ``trials`` count against the budget (all workers together),
     ``timeout_s`` passes, or nothing is left to do; returns how many this worker ran."""
     import optuna
@@ -141,16 +142,38 @@ def run_worker(study, spec: dict[str, Any], objective: Callable, bus: ev.EventBu
 
     while True:
         reap_dead_trials(study)
+        _fail_stale(study)
         if deadline is not None and time.time() >= deadline:
-            break
-        if trials is not None and budget_used(study) >= trials and not waiting(study):
             break
         if trials is None and deadline is None:
             raise ConfigError("tune", "budget", "no budget: neither trials nor a time limit",
                               "pass trials=N and/or timeout_min=M")
+        if trials is not None and budget_used(study) >= trials and not waiting(study):
+            # a trial still running elsewhere may belong to a dead worker: its retry will need a
+            # worker, so stay until every trial has finished (or gone stale and been queued again)
+            if not running(study):
+                break
+            time.sleep(poll_s)
+            continue
         study.optimize(wrapped, n_trials=1, catch=catch, callbacks=[finished], gc_after_trial=True)
         ran += 1
     return ran
+
+
+def running(study) -> int:
+    from optuna.trial import TrialState
+
+    return len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+
+
+def _fail_stale(study) -> None:
+    import warnings
+
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
 
 
 def best_summary(study) -> Any:
