@@ -61,8 +61,23 @@ def write_html_report(executed: Path, nbconvert=None) -> Path:
     return html
 
 
+def _fresh_run_dir(base: Path) -> Path:
+    """``base/1``, ``base/2``...: every run keeps its own folder, nothing is overwritten."""
+    base.mkdir(parents=True, exist_ok=True)
+    taken = [int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit()]
+    n = max(taken, default=0) + 1
+    while True:
+        try:
+            (base / str(n)).mkdir()
+            return base / str(n)
+        except FileExistsError:
+            n += 1
+
+
 def run_demo(out: str | os.PathLike = "runs/demo", parameters: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run the quickstart in a new numbered folder under ``out``; returns the notebook and report paths."""
     start = time.perf_counter()
-    result: dict[str, Any] = dict(run_notebook(notebooks_dir() / "00_quickstart.ipynb", out, parameters))
+    run_dir = _fresh_run_dir(Path(out))
+    result: dict[str, Any] = dict(run_notebook(notebooks_dir() / "00_quickstart.ipynb", run_dir, parameters))
     result["seconds"] = round(time.perf_counter() - start, 1)
     return result
