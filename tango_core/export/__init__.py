@@ -24,6 +24,13 @@ for _module in ("_torch", "_onnx", "_tf", "_openvino", "_tvm", "_tensorrt", "_ve
             raise
 
 
+def verify(path, model, data=None, threads: int = 1):
+    """Compare an existing export with ``model`` again; see :func:`._verify.verify`."""
+    from ._verify import verify as _verify
+
+    return _verify(path, model, data=data, threads=threads)
+
+
 def benchmark(*args, **kwargs):
     """Export to every format that runs here and time each one; see :mod:`._benchmark`."""
     from ._benchmark import benchmark as _benchmark
@@ -32,4 +39,4 @@ def benchmark(*args, **kwargs):
 
 
 __all__ = ["ExportError", "ExportResult", "VerificationError", "benchmark", "export", "get_format",
-           "list_formats", "load_exported", "read_metadata"]
+           "list_formats", "load_exported", "read_metadata", "verify"]

@@ -212,6 +212,8 @@ def export(model: nn.Module | str | os.PathLike | None = None, format: str | Non
     stem = _stem(model, source, name)
     if opts.get("precision") not in (None, spec.precisions[0]):
         stem = f"{stem}_{opts['precision']}"
+    if opts.get("nms"):
+        stem = f"{stem}_nms"
     path = out_dir / f"{stem}{spec.suffix}"
 
     prepared, notes = prepare(source, fuse=opts.get("fuse", False), reparameterize=opts.get("reparameterize", False))
@@ -254,7 +256,10 @@ def export(model: nn.Module | str | os.PathLike | None = None, format: str | Non
     if opts.get("verify", True):
         from ._verify import verify_export
 
-        verification = verify_export(result, source, data=data, project=project, threads=threads)
+        # held-out images: given, else the project's dataset, else the calibration source's val split
+        held = data if data is not None else (None if project is not None and project.config.dataset
+                                              else _held_out_from(calibration))
+        verification = verify_export(result, source, data=held, project=project, threads=threads)
         meta["verification"] = verification
         write_json(meta_path, meta)
         bus.emit(ev.VERIFY_END, format=fmt, passed=verification["passed"], metrics=verification["metrics"],
@@ -267,6 +272,15 @@ def export(model: nn.Module | str | os.PathLike | None = None, format: str | Non
             os.path.relpath(meta_path, project.root)
         project.mark("export", "completed", exports=exports)
     return result
+
+
+def _held_out_from(calibration: Any) -> Any:
+    """A calibration source that has splits (a dataset) or files also holds held-out images."""
+    if isinstance(calibration, (str, os.PathLike)) and Path(calibration).is_dir():
+        return calibration
+    if hasattr(calibration, "records_of"):
+        return calibration
+    return None
 
 
 def _meta_path(path: Path) -> Path:
@@ -324,7 +338,10 @@ def _metadata(ctx: Context, art: Artifacts, out_specs: list[dict[str, Any]], pro
         quant = {**quant, "calibration_images": len(samples), "calibration_source": samples.description}
     detection = None
     if src.task == "detection" and src.detection is not None:
-        detection = {k: v for k, v in src.detection.items()}
+        from ._detect import NMS_LAYOUT, RAW_LAYOUT
+
+        detection = dict(src.detection, box_format="xyxy",
+                         output_layout=NMS_LAYOUT if opts.get("nms") else RAW_LAYOUT)
     return {
         "schema": "tango.export", "schema_version": 1, "tango_version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

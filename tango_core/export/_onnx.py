@@ -116,8 +116,31 @@ class _Reader:
         self._i = 0
 
 
-def quantize_qdq(fp32: Path, out: Path, images: np.ndarray, batch: int, symmetric_activations: bool = False) -> Path:
-    """Static INT8 QDQ, per-channel weights; ``symmetric_activations`` for TensorRT's explicit mode."""
+def tail_nodes(path: Path) -> list[str]:
+    """Nodes after the last convolutions (a detector's box decoding): they stay in float.
+
+    Boxes in pixels and scores in [0, 1] share one output tensor; one INT8 scale for both would
+    round every score to zero, the classic loss of quantised YOLO heads.
+    """
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    producer = {o: n for n in graph.node for o in n.output}
+    ancestors: set[str] = set()
+    stack = [n for n in graph.node if n.op_type == "Conv"]
+    while stack:
+        node = stack.pop()
+        if node.name in ancestors:
+            continue
+        ancestors.add(node.name)
+        stack.extend(producer[i] for i in node.input if i in producer)
+    return [n.name for n in graph.node if n.name not in ancestors]
+
+
+def quantize_qdq(fp32: Path, out: Path, images: np.ndarray, batch: int, symmetric_activations: bool = False,
+                 keep_tail_float: bool = False) -> Path:
+    """Static INT8 QDQ, per-channel weights; ``symmetric_activations`` for TensorRT's explicit mode,
+    ``keep_tail_float`` for detectors (see :func:`tail_nodes`)."""
     require("onnxruntime", "export", "INT8 quantisation of ONNX models")
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -127,7 +150,9 @@ def quantize_qdq(fp32: Path, out: Path, images: np.ndarray, batch: int, symmetri
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+            exclude = tail_nodes(pre) if keep_tail_float else []
             quantize_static(str(pre), str(out), _Reader(images, batch), quant_format=QuantFormat.QDQ,
+                            nodes_to_exclude=exclude,
                             per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                             calibrate_method=CalibrationMethod.MinMax,
                             extra_options={"ActivationSymmetric": symmetric_activations})
@@ -145,7 +170,8 @@ def build_onnx(ctx: Context) -> Artifacts:
     fp32 = write_onnx(ctx, ctx.path.with_name(f".{ctx.path.stem}.fp32.onnx"))
     try:
         samples = ctx.calibration()
-        quantize_qdq(fp32, ctx.path, samples.images, ctx.example.shape[0])
+        quantize_qdq(fp32, ctx.path, samples.images, ctx.example.shape[0],
+                     keep_tail_float=ctx.source.task == "detection")
         return Artifacts(files={"model": ctx.path},
                          quantization={"method": "onnxruntime static QDQ, per-channel weights, MinMax"})
     finally:

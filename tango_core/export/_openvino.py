@@ -28,9 +28,10 @@ def build_openvino(ctx: Context) -> Artifacts:
     quant = None
     if ctx.precision == "int8":
         onnx_path = quantize_qdq(onnx_path, tmp / f"{stem}.int8.onnx", ctx.calibration().images,
-                                 ctx.example.shape[0])
+                                 ctx.example.shape[0], keep_tail_float=ctx.source.task == "detection")
         quant = {"method": "onnxruntime static QDQ (per-channel weights), read by OpenVINO as FakeQuantize"}
-    model = ov.convert_model(str(onnx_path))
+    # Core.read_model, not convert_model: the latter runs OpenVINO's telemetry, which forks to reach the web
+    model = ov.Core().read_model(str(onnx_path))
     xml = tmp / f"{stem}.xml"
     ov.save_model(model, str(xml), compress_to_fp16=ctx.precision == "fp16")
     for p in tmp.glob("*.onnx"):

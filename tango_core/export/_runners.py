@@ -8,6 +8,7 @@ float32, dequantised.  ``threads`` is set in each runtime so timings compare lik
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -134,7 +135,9 @@ def _torchscript(path: Path, meta: dict[str, Any], threads: int, module: Any = N
     import torch
 
     torch.set_num_threads(threads)
-    model = torch.jit.load(str(path), map_location="cpu").eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated, still TorchScript's loader
+        model = torch.jit.load(str(path), map_location="cpu").eval()
 
     def run(x: np.ndarray) -> list[np.ndarray]:
         with torch.inference_mode():

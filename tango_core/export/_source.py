@@ -47,20 +47,31 @@ class Source:
         return {"checkpoint": self.checkpoint, "sha256": self.sha256, "model": self.name}
 
 
-def default_preprocess(task: str, given: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The normalisation deploy code applies: ``((uint8 * scale) - mean) / std`` after resizing."""
+def default_preprocess(task: str, given: dict[str, Any] | None = None, channels: int = 3) -> dict[str, Any]:
+    """The normalisation deploy code applies: ``((uint8 * scale) - mean) / std`` after resizing.
+
+    The vocabulary is the trainer's (``weights_meta()``): ``resize`` is ``squash`` (stretch to
+    the input size) or ``letterbox`` (keep the aspect ratio, pad with ``pad_value``).
+    """
+    color, layout = ("L" if channels == 1 else "RGB"), "NCHW"
     if task == "detection":
         base = {"resize": "letterbox", "interpolation": "bilinear", "pad_value": 114, "scale": 1 / 255,
-                "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0]}
+                "mean": [0.0] * channels, "std": [1.0] * channels}
     else:
-        base = {"resize": "resize", "interpolation": "bilinear", "pad_value": 0, "scale": 1 / 255,
-                "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
+        mean = IMAGENET_MEAN if channels == 3 else [round(sum(IMAGENET_MEAN) / 3, 3)]
+        std = IMAGENET_STD if channels == 3 else [round(sum(IMAGENET_STD) / 3, 3)]
+        base = {"resize": "squash", "interpolation": "bilinear", "pad_value": 0, "scale": 1 / 255,
+                "mean": list(mean), "std": list(std)}
+    base.update(color=color, layout=layout)
     for key, value in (given or {}).items():
         if key not in base:
             raise ConfigError("preprocess", key, "unknown field", f"known fields: {sorted(base)}")
         base[key] = list(value) if isinstance(value, tuple) else value
-    if base["resize"] not in ("resize", "letterbox"):
-        raise ConfigError("preprocess", "resize", f"{base['resize']!r} is not a resize mode", "use resize or letterbox")
+    if base["resize"] == "resize":  # an alias: stretching to the input size
+        base["resize"] = "squash"
+    if base["resize"] not in ("squash", "letterbox"):
+        raise ConfigError("preprocess", "resize", f"{base['resize']!r} is not a resize mode",
+                          "use squash or letterbox")
     return base
 
 
@@ -135,16 +146,22 @@ def load_source(model: nn.Module | str | os.PathLike, *, task: str | None = None
     size = _first(imgsz, meta.get("imgsz"), meta.get("input_size"), info.get("input_size"))
     if size is not None and not isinstance(size, (list, tuple)):
         size = [int(size), int(size)]
+    channels = int(meta.get("in_channels") or _in_channels(module))
     det = None
     if task == "detection":
         det = dict(DETECTION_DEFAULTS)
-        det["strides"] = _first(meta.get("strides"), info.get("strides"), _tensor_list(getattr(module, "stride", None)))
+        det["strides"] = _first(meta.get("strides"), info.get("strides"), _tensor_list(getattr(getattr(module, "head", module), "stride", None)))
         det["anchors"] = _first(meta.get("anchors"), info.get("anchors"))
         det.update(detection or {})
     return Source(model=module, name=name, task=task, class_names=list(classes),
-                  imgsz=list(size) if size is not None else None, in_channels=int(meta.get("in_channels", 3)),
-                  preprocess=default_preprocess(task, _first(preprocess, meta.get("preprocess"))),
+                  imgsz=list(size) if size is not None else None, in_channels=channels,
+                  preprocess=default_preprocess(task, _first(preprocess, meta.get("preprocess")), channels),
                   checkpoint=checkpoint, sha256=sha, detection=det)
+
+
+def _in_channels(module: nn.Module) -> int:
+    first = next((m for m in module.modules() if isinstance(m, nn.Conv2d)), None)
+    return first.in_channels if first is not None else 3
 
 
 def _tensor_list(value: Any) -> list[float] | None:
@@ -152,6 +169,8 @@ def _tensor_list(value: Any) -> list[float] | None:
         return None
     if isinstance(value, torch.Tensor):
         return [float(v) for v in value.flatten().tolist()]
+    if isinstance(value, (int, float)):
+        return [float(value)]
     return [float(v) for v in value]
 
 
@@ -171,7 +190,8 @@ def prepare(source: Source, *, fuse: bool = True, reparameterize: bool = True) -
     model = copy.deepcopy(source.model).float().eval()
     notes = []
     if reparameterize:
-        done = _reparameterize(model)
+        model, done = _reparameterize(model)
+        model = model.float().eval()
         if done:
             notes.append(done)
     if fuse:
@@ -183,23 +203,14 @@ def prepare(source: Source, *, fuse: bool = True, reparameterize: bool = True) -
     return model, notes
 
 
-def _reparameterize(model: nn.Module) -> str | None:
+def _reparameterize(model: nn.Module) -> tuple[nn.Module, str | None]:
+    """Returns (the inference model, a note); ``deploy()`` may change the model in place or return a new one."""
     for attr in ("reparameterize", "deploy"):
         fn = getattr(model, attr, None)
         if callable(fn):
             out = fn()
-            if isinstance(out, nn.Module) and out is not model:
-                raise TypeError(f"{type(model).__name__}.{attr}() must change the model in place")
-            return f"re-parameterised with {type(model).__name__}.{attr}()"
-    try:
-        from ..models import yolo  # the YOLO family exports a function for models built elsewhere
-    except ImportError:
-        return None
-    fn = getattr(yolo, "reparameterize", None)
-    if callable(fn) and any(type(m).__module__.startswith("tango_core.models.yolo") for m in model.modules()):
-        fn(model)
-        return "re-parameterised with tango_core.models.yolo.reparameterize()"
-    return None
+            return (out if isinstance(out, nn.Module) else model), f"re-parameterised with {type(model).__name__}.{attr}()"
+    return model, None
 
 
 def _fuse(model: nn.Module) -> tuple[nn.Module, str | None]:

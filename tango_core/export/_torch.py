@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from .._io import atomic_write_bytes
@@ -33,7 +35,8 @@ def build_torchscript(ctx: Context) -> Artifacts:
     model = ctx.model.half() if half else ctx.model
     example = ctx.example.half() if half else ctx.example
     try:
-        with torch.inference_mode(False), torch.no_grad():
+        with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated, still the TorchScript route
             traced = torch.jit.trace(model, example, strict=False, check_trace=False)
             traced = torch.jit.freeze(traced.eval())
     except Exception as exc:  # noqa: BLE001  tracing errors come in many types
@@ -42,6 +45,8 @@ def build_torchscript(ctx: Context) -> Artifacts:
     import io
 
     buf = io.BytesIO()
-    torch.jit.save(traced, buf)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.save(traced, buf)
     atomic_write_bytes(ctx.path, buf.getvalue())
     return Artifacts(files={"model": ctx.path}, half_io=half)

@@ -43,6 +43,21 @@ def run_batched(fn, images: np.ndarray, batch: int, dynamic: bool) -> list[np.nd
     return [np.concatenate([c[i] for c in chunks]) for i in range(len(chunks[0]))]
 
 
+def run_nms_batched(fn, images: np.ndarray, batch: int) -> list[np.ndarray]:
+    """Like :func:`run_batched` for a graph ending in NMS: rows ``[K, 7]`` with the batch index first."""
+    rows = []
+    for start in range(0, len(images), batch):
+        x = images[start:start + batch]
+        n = len(x)
+        if n < batch:
+            x = np.concatenate([x, np.repeat(x[-1:], batch - n, axis=0)])
+        det = np.asarray(fn(np.ascontiguousarray(x))[0], np.float32).reshape(-1, 7)
+        det = det[det[:, 0] < n]
+        det[:, 0] += start
+        rows.append(det)
+    return [np.concatenate(rows)]
+
+
 def torch_reference(model: torch.nn.Module, threads: int):
     model = copy.deepcopy(model).float().eval()
     torch.set_num_threads(threads)
@@ -72,12 +87,14 @@ def verify_export(result, source: Source, data: Any = None, project: Any = None,
                            runtime_name=with_["runtime"], module=source.model)
     batch = meta["input"]["shape"][0]
     dynamic = bool(meta["input"].get("dynamic", {}).get("batch"))
+    nms = bool(meta.get("detection") and meta["detection"].get("nms_in_graph"))
     reference = run_batched(torch_reference(source.model, threads), samples.images, batch, dynamic)
-    exported = run_batched(runner, samples.images, batch, dynamic)
+    exported = run_nms_batched(runner, samples.images, batch) if nms else \
+        run_batched(runner, samples.images, batch, dynamic)
     precision = meta["precision"]
     if meta["format"] == "tensorrt":
         precision = "fp32"  # TensorRT's fp16 / int8 are build flags on the device; the ONNX here is fp32
-    if meta.get("detection") and meta["detection"].get("nms_in_graph"):
+    if nms:
         from ._detect import compare_detections
 
         metrics, failures = compare_detections(reference, exported, samples, meta, rules.get(precision, {}))
@@ -119,11 +136,14 @@ def compare(reference: list[np.ndarray], exported: list[np.ndarray], samples: Sa
                 metrics["reference_accuracy"] = float((ref_top[known] == labels[known]).mean())
                 metrics["accuracy"] = float((out_top[known] == labels[known]).mean())
                 metrics["labelled_images"] = int(known.sum())
-    elif task == "detection" and samples.labels is not None:
-        from ._detect import map_of_raw
+    elif task == "detection":
+        from ._detect import agreement, map_of_raw
 
-        metrics["reference_map50"] = map_of_raw(reference, samples, meta)
-        metrics["map50"] = map_of_raw(exported, samples, meta)
+        if isinstance(samples.labels, list):
+            metrics["reference_map50"] = map_of_raw(reference, samples, meta)
+            metrics["map50"] = map_of_raw(exported, samples, meta)
+        if precision != "fp32":
+            metrics["agreement_map50"] = agreement(reference, exported, meta)
 
     if precision == "fp32":
         if not close:
@@ -146,14 +166,46 @@ def _quality_failures(metrics: dict[str, Any], rule: dict[str, Any]) -> list[str
         if drop > allowed + 1e-9:
             failures.append(f"accuracy {metrics['accuracy']:.4f} is {drop:.4f} below PyTorch's "
                             f"{metrics['reference_accuracy']:.4f} (allowed {allowed:.4f} on {n} images)")
-    elif "map50" in metrics and "max_map_drop" in rule:
+    elif metrics.get("map50") is not None and "max_map_drop" in rule:
         drop = metrics["reference_map50"] - metrics["map50"]
         metrics["map50_drop"] = drop
         if drop > rule["max_map_drop"]:
             failures.append(f"mAP@0.5 {metrics['map50']:.4f} is {drop:.4f} below PyTorch's {metrics['reference_map50']:.4f}")
+    elif "agreement_map50" in metrics and "detection_agreement" in rule:
+        value = metrics["agreement_map50"]
+        if value is None:
+            failures.append("PyTorch finds no confident box on the held-out images, so the boxes cannot be "
+                            "compared: pass labelled images (data=) of the objects the model detects")
+        elif value < rule["detection_agreement"]:
+            failures.append(f"the export's boxes match PyTorch's with mAP@0.5 {value:.3f} < {rule['detection_agreement']}")
     elif "top1_agreement" in metrics and "top1_agreement" in rule:
         if metrics["top1_agreement"] < rule["top1_agreement"]:
             failures.append(f"top-1 agreement with PyTorch {metrics['top1_agreement']:.3f} < {rule['top1_agreement']}")
     else:
         failures.append("no labelled images to measure the quality of a reduced-precision export: pass data=")
     return failures
+
+
+def verify(path, model, data: Any = None, threads: int = 1) -> dict[str, Any]:
+    """Verify an existing export against ``model`` again (after editing the file, or on new images);
+    the result replaces the metadata's ``verification`` block.  Raises VerificationError on failure."""
+    from pathlib import Path
+
+    from .._io import write_json
+    from ._exporter import ExportResult, VerificationError
+    from ._runners import read_metadata
+    from ._source import load_source
+
+    meta, folder = read_metadata(path)
+    meta_path = Path(path) if str(path).endswith(".tango.json") else Path(f"{path}.tango.json")
+    source = load_source(model, task=meta["task"], class_names=meta["class_names"], imgsz=meta["options"]["imgsz"],
+                         preprocess=meta["preprocess"], detection=meta.get("detection"))
+    export_path = meta_path.with_name(meta_path.name[: -len(".tango.json")])
+    result = ExportResult(meta["format"], export_path, meta_path, meta, meta.get("export_time_s", 0.0),
+                          meta.get("size_bytes", 0))
+    verification = verify_export(result, source, data=data, threads=threads)
+    meta["verification"] = verification
+    write_json(meta_path, meta)
+    if not verification["passed"]:
+        raise VerificationError(export_path, verification)
+    return verification
