@@ -255,6 +255,16 @@ class Project:
         path = Path(self.config.dataset)
         return load_dataset(path if path.is_absolute() else self.root / path)
 
+    def trained_weights(self) -> Path | None:
+        """The weights the last completed training kept (its best.pt), or None before training.
+        (``config.weights`` is something else: the starting weights for transfer learning.)"""
+        st = self.stages["training"]
+        best = st.info.get("best_model") if st.status == "completed" else None
+        if not best:
+            return None
+        path = Path(best)
+        return path if path.is_absolute() else self.root / path
+
     def target(self):
         from .targets import get_target
 

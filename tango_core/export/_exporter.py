@@ -191,11 +191,10 @@ def export(model: nn.Module | str | os.PathLike | None = None, format: str | Non
         _require_extra(spec)
 
     if model is None:
-        if project is None or not project.config.weights:
+        model = project.trained_weights() if project is not None else None
+        if model is None:
             raise ConfigError("export", "model", "no model given and the project has no trained weights",
                               "train first, or pass a model / weights file")
-        model = project.path(project.config.weights) if not Path(project.config.weights).is_absolute() \
-            else Path(project.config.weights)
     if project is not None:
         class_names = class_names or (project.config.classes or None)
         task = task or project.task

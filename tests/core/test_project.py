@@ -157,3 +157,12 @@ def test_attach_dataset_of_another_task_names_the_field(tmp_path):
     with pytest.raises(ConfigError) as err:
         p.attach_dataset(ds)
     assert err.value.field == "project.task"
+
+
+def test_trained_weights_come_from_the_completed_training_stage(tmp_path):
+    p = Project.create(tmp_path / "p", weights="start.pt")
+    assert p.trained_weights() is None  # config.weights are starting weights, not trained ones
+    p.mark("training", "completed", best_model="runs/train/1/weights/best.pt")
+    assert p.trained_weights() == tmp_path / "p" / "runs/train/1/weights/best.pt"
+    p.mark("training", "running")
+    assert p.trained_weights() is None
