@@ -29,6 +29,8 @@ n_per_class = 40               # sample images per class (classification)
 n_images = 120                 # sample images (detection)
 imgsz = 32                     # image size used for the sample and training
 epochs = 3
+batch_size = 32                # an integer, or "auto" to measure the largest batch that fits
+export_formats = "auto"        # "auto": the target's runtimes that run here (first 3); or e.g. "onnx,openvino"
 seed = 0
 
 # %% [markdown]
@@ -84,6 +86,60 @@ with project.stage("model_selection", reason=rec.reason):
 print("recommended:", rec.model)
 print("why:", rec.reason)
 print("alternatives:", ", ".join(rec.alternatives))
+
+# %% [markdown]
+# ## 5. The model's graph
+# Blocks are collapsed; click one in the live notebook to see inside. Detection models are laid
+# out as backbone, neck and head.
+
+# %%
+from tango_widgets import GraphViewer
+
+GraphViewer(project.config.model, input_size=imgsz)
+
+# %% [markdown]
+# ## 6. Training
+# The dashboard follows the training live: losses, learning rate, validation metrics, progress.
+# Checkpoints are written every epoch; `train(project, resume=True)` continues an interrupted run.
+
+# %%
+from IPython.display import display
+
+from tango_core.engine import train
+from tango_widgets import Dashboard
+
+dashboard = Dashboard(project.events, title=f"Training {project.config.model}")
+display(dashboard)
+result = train(project, epochs=epochs, imgsz=imgsz, batch_size=batch_size, seed=seed)
+dashboard.refresh()
+print(f"best epoch {result.best_epoch}: " + ", ".join(f"{k} {v:.3f}" for k, v in result.metrics.items()
+                                                       if isinstance(v, float)))
+print("weights:", result.best)
+
+# %% [markdown]
+# ## 7. Export for the target, each export verified
+# Every export runs in its own runtime here and is compared with the PyTorch model on held-out
+# images; a failed comparison stops the notebook.
+
+# %%
+from tango_core.export import export, get_format
+from tango_core.report import Table
+
+if export_formats == "auto":
+    formats = [r for r in t.runtimes if r != "pytorch" and get_format(r).runs_here][:3]
+else:
+    formats = [f.strip() for f in export_formats.split(",") if f.strip()]
+rows = []
+with project.stage("export", formats=formats):
+    for fmt in formats:
+        res = export(None, fmt, project=project, imgsz=imgsz)
+        v = res.verification or {}
+        m = v.get("metrics", {})
+        rows.append({"format": fmt, "file": res.path.name, "size KB": round(res.size_bytes / 1024, 1),
+                     "export s": round(res.time, 2), "verified": v.get("passed"),
+                     "max |diff|": m.get("max_abs_diff"), "top-1 agreement": m.get("top1_agreement")})
+exports_table = Table(rows, title=f"Exports for {t.name}")
+exports_table
 
 # %% [markdown]
 # ## Summary

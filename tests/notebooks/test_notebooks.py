@@ -47,6 +47,10 @@ def test_quickstart_main_job_writes_a_report(tmp_path):
     assert "recommended: resnet-cifar20" in html
     assert "no problems found" in html
     assert "model_selection  completed" in html
+    assert "training         completed" in html and "export           completed" in html
+    assert "tango-graph-static" in html and "tango-dashboard-static" in html  # widgets' static forms
+    assert '<caption>Exports for This PC (x86-64 CPU)</caption>' in html
+    assert "<td>onnx</td>" in html and "FAILED" not in html
     again = run_demo(tmp_path / "runs")  # a second run gets its own folder
     assert again["report"] != result["report"] and again["report"].exists()
 
