@@ -40,6 +40,7 @@ TRAIN_ERROR = "train_error"
 EXPORT_START = "export_start"
 EXPORT_END = "export_end"
 VERIFY_END = "verify_end"
+BENCHMARK_ROW = "benchmark_row"
 DEPLOY_END = "deploy_end"
 # AutoNN
 TRIAL_START = "trial_start"
@@ -81,6 +82,8 @@ EVENT_FIELDS: dict[str, tuple[str, tuple[str, ...]]] = {
     EXPORT_START: ("an export begins", ("format", "options")),
     EXPORT_END: ("an export finished", ("format", "path", "size_bytes", "time")),
     VERIFY_END: ("an export was compared with PyTorch", ("format", "passed", "metrics")),
+    BENCHMARK_ROW: ("one row of the export benchmark (error set when the row failed)",
+                    ("label", "format", "precision", "inference_ms", "error")),
     DEPLOY_END: ("a deploy package was generated", ("target", "path")),
     TRIAL_START: ("an HPO / NAS trial begins", ("study", "trial", "params")),
     TRIAL_REPORT: ("an intermediate value of a trial", ("study", "trial", "step", "value")),
