@@ -1,0 +1,162 @@
+"""NAS: spaces that rebuild their base exactly, the latency predictor, a search whose Pareto
+front holds real, exported models with measured latencies, and a chosen architecture that is an
+ordinary registered model in a new process."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import FAST_HYP, TRAIN
+from helpers import python
+
+from tango_core import events as ev
+from tango_core.autonn._latency import LatencyPredictor
+from tango_core.autonn._nas_spaces import get_space, list_spaces, space_for
+from tango_core.errors import ConfigError
+
+
+@pytest.mark.parametrize("base", ["resnet-cifar20", "resnet-cifar56", "resnet18", "resnet50", "yolov7-tiny"])
+def test_a_space_rebuilds_its_base_model_exactly(base):
+    from tango_core.models import create_model, model_info
+
+    space = space_for(base)
+    arch = space.arch(base, space.base_params(base))
+    model = space.build(arch, model_info(base)["num_classes"])
+    reference = create_model(base)
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in reference.parameters())
+    # every choice of the space is a valid value of its own distribution
+    for name, value in space.base_params(base).items():
+        d = space.params(base)[name]
+        assert value in d["choices"] if "choices" in d else d["low"] <= value <= d["high"]
+
+
+def test_spaces_are_a_registry():
+    assert {"resnet-cifar", "resnet", "yolov7"} <= set(list_spaces())
+    assert space_for("resnet-cifar110").name == "resnet-cifar" and space_for("resnet34").name == "resnet"
+    with pytest.raises(ConfigError, match="no NAS space searches around 'yolov9-c'"):
+        space_for("yolov9-c")
+
+
+def test_resnet_choices_change_depth_and_width():
+    space = get_space("resnet-cifar")
+    small = space.build(space.arch("resnet-cifar20", {"depth1": 1, "depth2": 2, "depth3": 1, "width": 0.5}), 10, 1)
+    assert [len(s) for s in small.stages] == [1, 2, 1] and small.stem[0].out_channels == 8
+    assert small(torch.zeros(2, 1, 16, 16)).shape == (2, 10)
+    with pytest.raises(ConfigError, match="depths"):
+        space.build({"design": "cifar", "depths": [1, 0, 1], "width": 1.0}, 10)
+
+
+def test_yolov7_elan_depth_keeps_the_concatenation_pattern():
+    from tango_core.autonn._yolo_space import _cat, elan_depths
+
+    assert _cat(4, 4, [-1, -3, -5, -6]) == [-1, -3, -5, -6]  # the base backbone block, unchanged
+    assert _cat(3, 4, [-1, -3, -5, -6]) == [-1, -3, -4, -5]  # c3, c1, then the two 1x1 branches
+    assert _cat(1, 2, [-1, -2, -3, -4]) == [-1, -2, -3]  # tiny / neck blocks keep every tensor
+    space = get_space("yolov7")
+    n = len(space.base_params("yolov7-tiny")) - 1
+    arch = space.arch("yolov7-tiny", {**{f"elan{i + 1}": 1 for i in range(n)}, "width": 0.5})
+    model = space.build(arch, num_classes=3)
+    assert elan_depths(model.cfg) == [1] * n
+    assert sum(p.numel() for p in model.parameters()) < 6_228_762 / 4
+    model.eval()
+    out = model(torch.zeros(1, 3, 64, 64))
+    assert out is not None
+
+
+def test_latency_predictor_recovers_a_linear_cost_and_reports_held_out_error():
+    rng = np.random.default_rng(0)
+    rows = [{"flops": f, "params": p, "activations": a, "layers": n}
+            for f, p, a, n in zip(rng.uniform(1e6, 1e8, 12), rng.uniform(1e4, 1e6, 12), rng.uniform(1e4, 1e5, 12),
+                                  rng.integers(5, 50, 12), strict=True)]
+    true = [0.05 + 2e-8 * r["flops"] + 1e-6 * r["activations"] for r in rows]
+    pred = LatencyPredictor()
+    error = pred.fit_and_evaluate(rows, true, held_out=0.25)
+    assert error["held_out"] == 3 and error["fitted_on"] == 9 and error["mape"] < 1e-6
+    assert pred.predict(rows[0]) == pytest.approx(true[0], rel=1e-6)
+    again = LatencyPredictor.from_dict(pred.to_dict())
+    assert again.predict(rows[5]) == pytest.approx(true[5], rel=1e-6)
+    with pytest.raises(ValueError, match="at least 2"):
+        LatencyPredictor().fit(rows[:1], true[:1])
+
+
+@pytest.mark.slow
+def test_search_returns_a_pareto_front_of_exported_models_and_a_choice_registers(tmp_path, digits):
+    import optuna
+
+    from tango_core.autonn import search
+    from tango_core.export import load_exported, read_metadata
+    from tango_core.models import list_models
+    from tango_core.project import Project
+
+    project = Project.create(tmp_path / "p", dataset=str(digits), model="resnet-cifar20", hyp=dict(FAST_HYP))
+    rec = ev.Recorder(project.events)
+    result = search(project, trials=4, epochs=1, **TRAIN)
+
+    assert result.runtime == "onnx" and result.target == "x86-cpu" and result.objectives == ["top1", "latency_ms"]
+    assert result.base_candidate is not None and result.base_candidate.trial == 0
+    assert result.base_candidate.arch["depths"] == [3, 3, 3]
+    assert len(result.candidates) == 4 and 1 <= len(result.front) <= 4
+    for c in result.front:  # real, exported models, timed in their runtime
+        assert c.latency_source == "measured" and c.latency_ms > 0
+        meta, _ = read_metadata(c.export)
+        assert meta["verification"]["passed"] and meta["runtime"] == "onnxruntime"
+        out = load_exported(c.export)(np.zeros((1, 3, 16, 16), np.float32))
+        assert out[0].shape == (1, 10)
+    # no candidate dominates a front point
+    for c in result.front:
+        assert not any(o.accuracy >= c.accuracy and o.latency_ms <= c.latency_ms and
+                       (o.accuracy > c.accuracy or o.latency_ms < c.latency_ms) for o in result.candidates)
+    assert not [n for n in list_models() if "candidate" in n]  # candidates are not left registered
+    assert rec.names().count(ev.TRIAL_COMPLETE) == 4 and ev.STUDY_END in rec.names()
+    assert len(optuna.load_study(study_name=result.study, storage=result.storage).directions) == 2
+
+    choice = result.front[0]
+    name = result.choose(choice, project=project)
+    assert name == f"resnet-cifar20-nas{choice.trial}" and project.config.model == name
+    assert (project.root / "models" / f"{name}.yaml").is_file()
+    assert project.stages["nas"].status == "completed"
+    # a new process: opening the project registers the architecture; it trains and exports
+    code = f"""
+from tango_core.project import Project
+from tango_core.models import model_info, create_model
+from tango_core.engine import train
+from tango_core.export import export
+p = Project.open({str(project.root)!r})
+info = model_info({name!r})
+assert info["searched"] and info["arch"] == {choice.arch!r}, info
+assert sum(x.numel() for x in create_model({name!r}).parameters()) == info["params"] == {choice.params}
+r = train(p, epochs=1, imgsz=16, batch_size=16, threads=1)
+e = export(r.best, "onnx", out={str(tmp_path / "final")!r})
+print("OK", p.config.model, e.verification["passed"])
+"""
+    proc = python(code, tmp_path)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    assert f"OK {name} True" in out
+
+
+@pytest.mark.slow
+def test_a_target_whose_runtime_does_not_run_here_gets_predicted_latencies(tmp_path, digits):
+    from tango_core.autonn import search
+
+    # jetson-nano deploys with TensorRT, which does not run here: the latency predictor, fitted on
+    # candidates measured here (TorchScript stands in), predicts every candidate's latency
+    result = search(digits, "resnet-cifar20", trials=2, epochs=1, target="jetson-nano", calibration=4,
+                    storage=tmp_path / "s.db", hyp=FAST_HYP, **TRAIN)
+    assert result.runtime == "tensorrt" and result.spec["proxy_runtime"] == "torchscript"
+    assert {c.latency_source for c in result.candidates} == {"predicted"}
+    assert all(c.export is None and c.latency_ms > 0 for c in result.candidates)
+    err = result.predictor_error
+    assert err["held_out"] == 1 and err["fitted_on"] == 3 and np.isfinite(err["mape"])
+    # measurements taken on the device instead: a table of {params, latency_ms}
+    table = [{"params": {"depth1": d, "depth2": d, "depth3": d, "width": w}, "latency_ms": 0.4 * d * w * w + 0.1}
+             for d in (1, 2, 3, 4) for w in (0.5, 1.0)]
+    device = search(digits, "resnet-cifar20", trials=2, epochs=1, target="jetson-nano", latency_table=table,
+                    storage=tmp_path / "s.db", study="from-device", hyp=FAST_HYP, **TRAIN)
+    assert device.predictor_error["held_out"] == 2 and device.predictor_error["fitted_on"] == 6
+    base = device.base_candidate
+    assert base.latency_source == "predicted" and base.latency_ms == pytest.approx(0.4 * 3 + 0.1, rel=0.5)
+    with pytest.raises(ConfigError, match="latency_ms"):
+        search(digits, "resnet-cifar20", trials=1, target="jetson-nano", storage=tmp_path / "s.db", study="bad",
+               latency_table=[{"params": {}}, {"params": {}}], **TRAIN)
