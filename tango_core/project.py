@@ -76,6 +76,10 @@ class Project:
         self.config = config
         self.stages = stages
         self.events = ev.EventBus()
+        # the architectures NAS saved in this project register as models (tango_core/autonn/_archs.py)
+        from .autonn._archs import add_model_dir
+
+        add_model_dir(self.root / "models")
 
     # --- construction ------------------------------------------------------------------------
     @classmethod

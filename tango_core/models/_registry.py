@@ -37,6 +37,10 @@ def register_model(name: str, **meta: Any) -> Callable[[Callable[..., nn.Module]
 def _ensure_loaded() -> None:
     # importing the family modules registers their models
     from . import families  # noqa: F401
+    # architectures chosen by NAS, saved as configs in project folders (tango_core/autonn/_archs.py)
+    from ..autonn._archs import register_saved
+
+    register_saved()
 
 
 def list_models(pattern: str = "*", **filters: Any) -> list[str]:
