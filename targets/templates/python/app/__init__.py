@@ -1,0 +1,1 @@
+"""The model of this package in its runtime: ``predict`` (runner), ``server`` (HTTP), ``predictor``."""
