@@ -96,12 +96,12 @@ class Labeler(StaticForm, widgets.VBox):
             b("▶", "tango-labeler-next", "next image (n / →)")
         self._position = widgets.Label()
         self._position.add_class("tango-labeler-position")
-        self._filter = widgets.ToggleButtons(options=list(FILTERS), value="all", style={"button_width": "80px"})
+        self._filter = widgets.ToggleButtons(options=list(FILTERS), value="all", style={"button_width": "96px"})
         self._filter.add_class("tango-labeler-filter")
         self._tool = widgets.ToggleButtons(options=["select", "box", "polygon"], value=default_tool,
                                            tooltips=["select, move, resize (v)", "draw boxes (b)",
                                                      "draw polygons (g); double-click or Enter closes"],
-                                           style={"button_width": "70px"})
+                                           style={"button_width": "84px"})
         self._tool.add_class("tango-labeler-tool")
         self._tool.layout.display = "none" if ds.task == "classification" else ""
         self._undo, self._redo = b("↶ undo", "tango-labeler-undo", "ctrl+z"), \
