@@ -110,7 +110,7 @@ def graph_png(graph: Graph, max_px: int = 2400, dpi: int = 72) -> bytes:
         colour = "#334155" if dark else ("#f1f5f9" if n.kind == "function" else _LANE_FILL.get(n.lane or "", "#e0e7ff"))
         ax.add_patch(FancyBboxPatch((n.x, n.y), NODE_W, NODE_H, boxstyle="round,pad=0,rounding_size=6", fc=colour,
                                     ec="#1e293b" if n.children is not None else "#94a3b8", lw=0.8))
-        title = n.kind if dark else (f"#{n.id} {n.label}" if graph.lanes else n.label)
+        title = n.kind if dark else _title(n, bool(graph.lanes))
         shape = "×".join(map(str, n.shape)) if n.shape and not isinstance(n.shape[0], list) else ""
         text = f"{title}\n{shape}"
         if n.kind == "module":
@@ -131,3 +131,12 @@ def _edge_path(a, b):
         mid = (sy + ty) / 2
         ctrl = [(sx, mid), (tx, mid)]
     return MplPath([(sx, sy), *ctrl, (tx, ty)], [MplPath.MOVETO, MplPath.CURVE4, MplPath.CURVE4, MplPath.CURVE4])
+
+
+def _title(n, config_graph: bool) -> str:
+    """The node's heading, as the front-end writes it."""
+    if config_graph:
+        return f"#{n.id} {n.label}"
+    if n.kind == "module" and n.name and n.name != n.type and not n.name.isdigit():
+        return f"{n.name}: {n.label}"
+    return n.label
