@@ -62,3 +62,32 @@ def test_quickstart_with_detection_parameters(tmp_path):
     text = outputs_text(result["notebook"])
     assert "recommended: yolov7-x" in text
     assert "classes ['circle'" in text or "circle" in text
+
+
+#: each guided notebook with its CI-sized defaults, and one other parameter set
+STAGE_RUNS = {
+    "02_classification": [{}, {"model": "resnet-cifar32", "imgsz": 24, "n_per_class": 12, "epochs": 2,
+                               "batch_size": "auto", "target": "galaxy-s22"}],
+}
+
+
+def _stage_cases():
+    for name, runs in STAGE_RUNS.items():
+        for i, params in enumerate(runs):
+            yield pytest.param(name, params, id=f"{name}-{'defaults' if not params else f'params{i}'}")
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("name, params", list(_stage_cases()))
+def test_stage_notebook_runs(tmp_path, name, params):
+    result = run_notebook(NOTEBOOKS / f"{name}.ipynb", tmp_path, params)
+    text = outputs_text(result["notebook"])
+    assert "Traceback" not in text
+    if params.get("model"):
+        assert f"model: {params['model']}" in text
+    assert result["report"].exists()
+
+
+def test_every_stage_notebook_is_tested():
+    names = {p.stem for p in NOTEBOOKS.glob("*.ipynb")} - {"00_quickstart"}
+    assert names <= set(STAGE_RUNS), f"untested notebooks: {sorted(names - set(STAGE_RUNS))}"
