@@ -47,6 +47,9 @@ def storage_url(where: str | os.PathLike | None = None, project: Any = None) -> 
                               "use sqlite:///file.db, postgresql://user@host/db or journal:///file.log")
         if scheme == "postgres":  # SQLAlchemy knows only the long name
             text = "postgresql" + text[len("postgres"):]
+        if text.startswith("postgresql://") and not _has("psycopg"):
+            # SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3; the autonn extra installs psycopg2
+            text = "postgresql+psycopg2://" + text[len("postgresql://"):]
         return text
     path = Path(text)
     if path.suffix in _SQLITE_SUFFIXES:
@@ -55,6 +58,12 @@ def storage_url(where: str | os.PathLike | None = None, project: Any = None) -> 
         return f"journal:///{path.resolve()}"
     raise ConfigError("storage", "path", f"{text!r} is neither a URL nor a .db / .log file",
                       "give sqlite:///x.db, postgresql://…, or a path ending in .db (SQLite) or .log (journal)")
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
 
 
 def open_storage(where: str | os.PathLike | None = None, project: Any = None, heartbeat_s: int | None = None):

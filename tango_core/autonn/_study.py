@@ -189,3 +189,36 @@ def best_summary(study) -> Any:
 
 def finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def study_events(study_name: str, storage: Any = None) -> list[ev.Event]:
+    """The trial events of a stored study, in trial order, as the workers emitted them: replay
+    them into a view (``StudyView.from_events``) to watch a study that runs elsewhere."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from ._storage import storage_url
+
+    study = optuna.load_study(study_name=study_name, storage=storage_url(storage))
+    out: list[ev.Event] = []
+
+    def add(name: str, **payload: Any) -> None:
+        out.append(ev.Event(name, payload))
+
+    for t in study.get_trials(deepcopy=False):
+        if t.state == TrialState.WAITING:
+            continue
+        add(ev.TRIAL_START, study=study_name, trial=t.number, params=dict(t.params))
+        for step, value in sorted(t.intermediate_values.items()):
+            add(ev.TRIAL_REPORT, study=study_name, trial=t.number, step=step, value=value)
+        if t.state == TrialState.PRUNED:
+            last = max(t.intermediate_values, default=0)
+            add(ev.TRIAL_PRUNED, study=study_name, trial=t.number, step=last)
+        if t.state != TrialState.RUNNING:
+            add(ev.TRIAL_COMPLETE, study=study_name, trial=t.number, params=dict(t.params),
+                values=t.values if t.state == TrialState.COMPLETE else None, state=t.state.name.lower(),
+                user_attrs=dict(t.user_attrs))
+    trials = study.get_trials(deepcopy=False)
+    if trials and all(t.state.is_finished() for t in trials):
+        add(ev.STUDY_END, study=study_name, best=best_summary(study))
+    return out

@@ -307,6 +307,15 @@ def search(data: Any = None, model: str | None = None, *, trials: int | None = 2
     return result
 
 
+def load_result(study: str, storage: Any = None, project: Any = None) -> SearchResult:
+    """The result of a stored search (finished, or still running elsewhere), to pick from again."""
+    url = storage_url(storage, project)
+    optuna_study, spec = _study.open_study(open_storage(url), study, None)
+    if spec.get("kind") != "nas":
+        raise ConfigError(f"study {study!r}", "kind", f"is a {spec.get('kind')} study, not an architecture search")
+    return _result(optuna_study, url, spec, ev.EventBus())
+
+
 def _fitness_name(task: str) -> str:
     from ..engine import get_task
 
