@@ -1,0 +1,156 @@
+"""The YOLOv7 loss: anchor-based, with OTA (SimOTA) label assignment and aux-OTA for the auxiliary head.
+
+Candidates: for each ground-truth box and level, the anchors whose shape ratio to the box is
+below ``anchor_t``, at the box centre's cell and its two nearest neighbour cells (the lead head,
+offset 0.5) or all four neighbours (the auxiliary head's coarser candidates, offset 1.0).  OTA
+then picks, per box, its ``k`` cheapest candidates, ``k`` being the sum of its 10 best IoUs
+(at least 1), the cost being ``BCE(sqrt(cls * obj), one-hot) + 3 (-log IoU)``; a candidate wanted
+by several boxes goes to the cheapest.  Losses: ``1 - CIoU`` on positives, BCE objectness on all
+anchors (target: the positive's IoU; level weights 4, 1, 0.4 or 4, 1, 0.25, 0.06), BCE class
+on positives; gains scaled by ``3 / levels``, ``classes / 80`` and ``(imgsz / 640)^2`` as the
+reference training script does; the auxiliary head counts a quarter; the total is multiplied by
+the batch size.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ._boxes import box_iou, ciou, flat_targets, xywh2xyxy, xyxy2xywh
+
+_OFFSETS = torch.tensor([[0, 0], [1, 0], [0, 1], [-1, 0], [0, -1]], dtype=torch.float32)
+
+
+class V7Loss:
+    """Loss of YOLOv7 heads (IDetect, IAuxDetect); ``loss(outputs, targets)`` with the model's
+    train-mode dict and per-image ``(n, 5)`` targets (class, x1, y1, x2, y2 in input pixels)."""
+
+    def __init__(self, head: Any, hyp: dict[str, Any], imgsz: int = 640) -> None:
+        main = getattr(head, "main", head)
+        self.nc, self.na, self.nl = main.nc, main.na, main.nl
+        self.anchors = main.anchors.detach().cpu()  # (nl, na, 2) pixels
+        self.strides = main.stride.detach().cpu()
+        self.balance = {3: [4.0, 1.0, 0.4]}.get(self.nl, [4.0, 1.0, 0.25, 0.06, 0.02])
+        scale = 3.0 / self.nl
+        self.gain_box = hyp["box"] * scale
+        self.gain_cls = hyp["cls"] * self.nc / 80 * scale
+        self.gain_obj = hyp["obj"] * (imgsz / 640) ** 2 * scale
+        self.anchor_t = hyp["anchor_t"]
+        self.aux_weight = 0.25
+
+    # --- assignment ------------------------------------------------------------------------------
+    def _candidates(self, levels: list[torch.Tensor], tgt: torch.Tensor, offset: float):
+        """Per level: image, anchor, cell row / column of each candidate, its target row index and
+        its anchor (grid units)."""
+        out = []
+        device = tgt.device
+        na, nt = self.na, len(tgt)
+        for i, p in enumerate(levels):
+            ny, nx = p.shape[2:4]
+            s = float(self.strides[i])
+            anchors = (self.anchors[i] / s).to(device)
+            if nt == 0:
+                out.append(tuple(torch.zeros(0, dtype=torch.long, device=device) for _ in range(5)) + (anchors[:0],))
+                continue
+            xywh = xyxy2xywh(tgt[:, 2:6]) / s  # grid units
+            ratio = xywh[None, :, 2:4] / anchors[:, None]  # (na, nt, 2)
+            ok = torch.maximum(ratio, 1 / ratio).amax(2) < self.anchor_t  # (na, nt)
+            a_idx, t_idx = ok.nonzero(as_tuple=True)
+            gxy = xywh[t_idx, :2]
+            inv = torch.tensor([nx, ny], device=device, dtype=gxy.dtype) - gxy
+            j, k = ((gxy % 1 < offset) & (gxy > 1)).T
+            l, m = ((inv % 1 < offset) & (inv > 1)).T
+            use = torch.stack([torch.ones_like(j), j, k, l, m])  # (5, n)
+            off = (_OFFSETS.to(device) * offset)[:, None].expand(5, len(gxy), 2)[use]
+            rep = lambda x: x[None].expand(5, *x.shape)[use]  # noqa: E731
+            a_idx, t_idx, gxy = rep(a_idx), rep(t_idx), rep(gxy)
+            gij = (gxy - off).long()
+            gi, gj = gij[:, 0].clamp(0, nx - 1), gij[:, 1].clamp(0, ny - 1)
+            b = tgt[t_idx, 0].long()
+            out.append((b, a_idx, gj, gi, t_idx, anchors[a_idx]))
+        return out
+
+    @torch.no_grad()
+    def _ota(self, levels: list[torch.Tensor], tgt: torch.Tensor, offset: float):
+        """OTA-matched positives per level: (image, anchor, row, column, target row, anchor wh)."""
+        cands = self._candidates(levels, tgt, offset)
+        matched = [[] for _ in levels]
+        for img in tgt[:, 0].unique().tolist():
+            t_rows = (tgt[:, 0] == img).nonzero(as_tuple=True)[0]
+            boxes, cls_p, obj_p, info = [], [], [], []
+            for i, (b, a, gj, gi, t_idx, anc) in enumerate(cands):
+                sel = b == img
+                if not sel.any():
+                    continue
+                b_, a_, gj_, gi_, t_, anc_ = b[sel], a[sel], gj[sel], gi[sel], t_idx[sel], anc[sel]
+                p = levels[i][b_, a_, gj_, gi_].float()
+                s = float(self.strides[i])
+                xy = (p[:, :2].sigmoid() * 2 - 0.5 + torch.stack([gi_, gj_], 1)) * s
+                wh = (p[:, 2:4].sigmoid() * 2) ** 2 * anc_ * s
+                boxes.append(xywh2xyxy(torch.cat([xy, wh], 1)))
+                cls_p.append(p[:, 5:])
+                obj_p.append(p[:, 4:5])
+                info.append(torch.stack([torch.full_like(b_, i), b_, a_, gj_, gi_], 1))
+            if not boxes:
+                continue
+            boxes, cls_p, obj_p, info = torch.cat(boxes), torch.cat(cls_p), torch.cat(obj_p), torch.cat(info)
+            gt = tgt[t_rows]
+            iou = box_iou(gt[:, 2:6], boxes)  # (G, C)
+            dynamic_k = iou.topk(min(10, iou.shape[1]), 1).values.sum(1).int().clamp(min=1)
+            y = (cls_p.sigmoid() * obj_p.sigmoid()).sqrt()[None].expand(len(gt), -1, -1)
+            onehot = F.one_hot(gt[:, 1].long(), self.nc).float()[:, None].expand_as(y)
+            cls_cost = F.binary_cross_entropy(y.clamp(1e-7, 1 - 1e-7), onehot, reduction="none").sum(-1)
+            cost = cls_cost + 3.0 * -torch.log(iou + 1e-8)
+            match = torch.zeros_like(cost)
+            for g in range(len(gt)):
+                match[g, cost[g].topk(int(dynamic_k[g]), largest=False).indices] = 1.0
+            multi = match.sum(0) > 1
+            if multi.any():
+                match[:, multi] = 0.0
+                match[cost[:, multi].argmin(0), multi.nonzero(as_tuple=True)[0]] = 1.0
+            fg = match.sum(0) > 0
+            rows = torch.cat([info[fg][:, 1:], t_rows[match[:, fg].argmax(0)][:, None]], 1)
+            level = info[fg][:, 0]
+            for i in range(len(levels)):
+                matched[i].append(rows[level == i])
+        empty = torch.zeros(0, 5, dtype=torch.long, device=tgt.device)
+        return [torch.cat(rows) if rows else empty for rows in matched]
+
+    # --- loss ------------------------------------------------------------------------------------
+    def _branch(self, levels: list[torch.Tensor], tgt: torch.Tensor, offset: float):
+        lbox = lobj = lcls = levels[0].new_zeros(())
+        for i, (p, rows) in enumerate(zip(levels, self._ota(levels, tgt, offset), strict=True)):
+            tobj = torch.zeros_like(p[..., 0])
+            if len(rows):
+                b, a, gj, gi, t = rows.unbind(1)
+                s = float(self.strides[i])
+                ps = p[b, a, gj, gi]
+                anchors = (self.anchors[i] / s).to(p.device)[a]
+                pxy = ps[:, :2].sigmoid() * 2 - 0.5
+                pwh = (ps[:, 2:4].sigmoid() * 2) ** 2 * anchors
+                grid = torch.stack([gi, gj], 1).to(p.dtype)
+                target = xyxy2xywh(tgt[t, 2:6]) / s
+                target = torch.cat([target[:, :2] - grid, target[:, 2:]], 1)
+                iou = ciou(xywh2xyxy(torch.cat([pxy, pwh], 1)), xywh2xyxy(target))
+                lbox = lbox + (1 - iou).mean()
+                tobj[b, a, gj, gi] = iou.detach().clamp(0).to(tobj.dtype)
+                if self.nc > 1:
+                    onehot = F.one_hot(tgt[t, 1].long(), self.nc).to(ps.dtype)
+                    lcls = lcls + F.binary_cross_entropy_with_logits(ps[:, 5:], onehot)
+            lobj = lobj + F.binary_cross_entropy_with_logits(p[..., 4], tobj) * self.balance[i]
+        return lbox, lobj, lcls
+
+    def __call__(self, outputs: dict[str, Any], targets: list[Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        main = outputs["main"]
+        tgt = flat_targets(targets, main[0].device)
+        bs = main[0].shape[0]
+        lbox, lobj, lcls = self._branch(main, tgt, 0.5)
+        if "aux" in outputs:
+            abox, aobj, acls = self._branch(outputs["aux"], tgt, 1.0)
+            lbox, lobj, lcls = lbox + self.aux_weight * abox, lobj + self.aux_weight * aobj, lcls + self.aux_weight * acls
+        lbox, lobj, lcls = lbox * self.gain_box, lobj * self.gain_obj, lcls * self.gain_cls
+        parts = {"box": float(lbox.detach()), "obj": float(lobj.detach()), "cls": float(lcls.detach())}
+        return (lbox + lobj + lcls) * bs, parts
