@@ -47,7 +47,7 @@ class V7Loss:
         its anchor (grid units)."""
         out = []
         device = tgt.device
-        na, nt = self.na, len(tgt)
+        nt = len(tgt)
         for i, p in enumerate(levels):
             ny, nx = p.shape[2:4]
             s = float(self.strides[i])
@@ -61,12 +61,11 @@ class V7Loss:
             a_idx, t_idx = ok.nonzero(as_tuple=True)
             gxy = xywh[t_idx, :2]
             inv = torch.tensor([nx, ny], device=device, dtype=gxy.dtype) - gxy
-            j, k = ((gxy % 1 < offset) & (gxy > 1)).T
-            l, m = ((inv % 1 < offset) & (inv > 1)).T
-            use = torch.stack([torch.ones_like(j), j, k, l, m])  # (5, n)
+            left, top = ((gxy % 1 < offset) & (gxy > 1)).T
+            right, bottom = ((inv % 1 < offset) & (inv > 1)).T
+            use = torch.stack([torch.ones_like(left), left, top, right, bottom])  # (5, n): cell, neighbours
             off = (_OFFSETS.to(device) * offset)[:, None].expand(5, len(gxy), 2)[use]
-            rep = lambda x: x[None].expand(5, *x.shape)[use]  # noqa: E731
-            a_idx, t_idx, gxy = rep(a_idx), rep(t_idx), rep(gxy)
+            a_idx, t_idx, gxy = (x[None].expand(5, *x.shape)[use] for x in (a_idx, t_idx, gxy))
             gij = (gxy - off).long()
             gi, gj = gij[:, 0].clamp(0, nx - 1), gij[:, 1].clamp(0, ny - 1)
             b = tgt[t_idx, 0].long()
@@ -81,11 +80,11 @@ class V7Loss:
         for img in tgt[:, 0].unique().tolist():
             t_rows = (tgt[:, 0] == img).nonzero(as_tuple=True)[0]
             boxes, cls_p, obj_p, info = [], [], [], []
-            for i, (b, a, gj, gi, t_idx, anc) in enumerate(cands):
+            for i, (b, a, gj, gi, _, anc) in enumerate(cands):
                 sel = b == img
                 if not sel.any():
                     continue
-                b_, a_, gj_, gi_, t_, anc_ = b[sel], a[sel], gj[sel], gi[sel], t_idx[sel], anc[sel]
+                b_, a_, gj_, gi_, anc_ = b[sel], a[sel], gj[sel], gi[sel], anc[sel]
                 p = levels[i][b_, a_, gj_, gi_].float()
                 s = float(self.strides[i])
                 xy = (p[:, :2].sigmoid() * 2 - 0.5 + torch.stack([gi_, gj_], 1)) * s
