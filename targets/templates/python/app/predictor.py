@@ -83,8 +83,12 @@ class Predictor:
 
     @property
     def input_shape(self) -> list[int]:
-        """The float input the model takes, NCHW (what KServe v2 clients send)."""
-        return [int(d) for d in self.meta["input"]["shape"]]
+        """The float input of the PyTorch model, NCHW (what KServe v2 clients send), whatever
+        layout the file itself takes."""
+        shape = [int(d) for d in self.meta["input"]["shape"]]
+        if self.meta["input"].get("layout") == "NHWC":
+            shape = [shape[0], shape[3], shape[1], shape[2]]
+        return shape
 
     @property
     def output_names(self) -> list[str]:
@@ -92,7 +96,7 @@ class Predictor:
 
     @property
     def channels(self) -> int:
-        return self.input_shape[1]
+        return processing.input_channels(self.meta)
 
     # --- running it -------------------------------------------------------------------------------
     def _run(self, x: np.ndarray) -> list[np.ndarray]:

@@ -23,6 +23,10 @@ _RESAMPLE = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Im
 MAX_PIXELS = int(os.environ.get("TANGO_MAX_PIXELS", 40_000_000))
 
 
+#: "squash" (the exporter's name) and "resize" both stretch to the input size; "letterbox" pads
+RESIZE_MODES = ("squash", "resize", "letterbox")
+
+
 class BadImage(ValueError):
     """The bytes or file are not a decodable image; the message says why."""
 
@@ -72,7 +76,10 @@ def resize(img: Image.Image, size_hw: tuple[int, int], spec: dict[str, Any]) -> 
     """
     h, w = size_hw
     resample = _RESAMPLE.get(spec.get("interpolation", "bilinear"), Image.BILINEAR)
-    if spec.get("resize", "resize") == "letterbox":
+    mode = spec.get("resize", "squash")
+    if mode not in RESIZE_MODES:
+        raise ValueError(f"preprocess.resize {mode!r} in the metadata is not one of {RESIZE_MODES}")
+    if mode == "letterbox":
         new_h, new_w, top, left = letterbox_geometry((img.height, img.width), (h, w))
         scaled = img.resize((new_w, new_h), resample) if (new_w, new_h) != img.size else img
         fill = int(spec.get("pad_value", 114))
@@ -93,6 +100,8 @@ def normalise(hwc_uint8: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
     arr = hwc_uint8.astype(np.float32)
     if arr.ndim == 2:
         arr = arr[:, :, None]
+    if spec.get("color") == "BGR" and arr.shape[2] == 3:  # a model trained on OpenCV's channel order
+        arr = arr[:, :, ::-1]
     arr *= np.float32(spec.get("scale", 1 / 255))
     c = arr.shape[2]
     mean = np.asarray(spec.get("mean", [0.0] * c), np.float32)[:c]
@@ -106,14 +115,17 @@ def preprocess(image: Any, meta: dict[str, Any], raw_pixels: bool = False) -> tu
 
     ``raw_pixels``: the model normalises inside (RKNN): return NHWC uint8 pixels instead.
     """
-    inp = meta["input"]
-    channels = int(inp["shape"][1]) if inp.get("layout", "NCHW") == "NCHW" else int(inp["shape"][3])
     size = input_size(meta)
-    img = load_image(image, channels)
+    img = load_image(image, input_channels(meta))
     arr, geometry = resize(img, size, meta.get("preprocess") or {})
     if raw_pixels:
         return (arr[None, :, :, None] if arr.ndim == 2 else arr[None]).copy(), geometry
     return normalise(arr, meta.get("preprocess") or {})[None], geometry
+
+
+def input_channels(meta: dict[str, Any]) -> int:
+    inp = meta["input"]
+    return int(inp["shape"][3] if inp.get("layout", "NCHW") == "NHWC" else inp["shape"][1])
 
 
 def input_size(meta: dict[str, Any]) -> tuple[int, int]:

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ..processing import input_channels
 from . import RuntimeMissing
 
 
@@ -44,7 +45,7 @@ class Backend:
         self.outputs = [outs[i] for i in sorted(range(len(outs)), key=lambda i: outs[i]["name"])]
         self.dtype = np.dtype(self.input["dtype"])
         shape = list(self.input["shape"])
-        channels = (meta.get("input") or {}).get("shape", [1, 3])[1]
+        channels = input_channels(meta)
         self.layout = "NHWC" if len(shape) == 4 and shape[3] == channels and shape[1] != channels else "NCHW"
         self.quantization = quantization(self.input) if self.dtype.kind in "iu" else None
         self.output_quantization = [quantization(o) if np.dtype(o["dtype"]).kind in "iu" else None
