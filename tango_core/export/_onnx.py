@@ -138,9 +138,9 @@ def tail_nodes(path: Path) -> list[str]:
 
 
 def quantize_qdq(fp32: Path, out: Path, images: np.ndarray, batch: int, symmetric_activations: bool = False,
-                 keep_tail_float: bool = False) -> Path:
+                 keep_tail_float: bool = False, float_ops: tuple[str, ...] = ()) -> Path:
     """Static INT8 QDQ, per-channel weights; ``symmetric_activations`` for TensorRT's explicit mode,
-    ``keep_tail_float`` for detectors (see :func:`tail_nodes`)."""
+    ``keep_tail_float`` for detectors (see :func:`tail_nodes`), ``float_ops``: op types left in float."""
     require("onnxruntime", "export", "INT8 quantisation of ONNX models")
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -151,6 +151,11 @@ def quantize_qdq(fp32: Path, out: Path, images: np.ndarray, batch: int, symmetri
             warnings.simplefilter("ignore")
             quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
             exclude = tail_nodes(pre) if keep_tail_float else []
+            if float_ops:
+                import onnx
+
+                exclude += [n.name for n in onnx.load(str(pre), load_external_data=False).graph.node
+                            if n.op_type in float_ops]
             quantize_static(str(pre), str(out), _Reader(images, batch), quant_format=QuantFormat.QDQ,
                             nodes_to_exclude=exclude,
                             per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,

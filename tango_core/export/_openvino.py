@@ -28,7 +28,10 @@ def build_openvino(ctx: Context) -> Artifacts:
     quant = None
     if ctx.precision == "int8":
         onnx_path = quantize_qdq(onnx_path, tmp / f"{stem}.int8.onnx", ctx.calibration().images,
-                                 ctx.example.shape[0], keep_tail_float=ctx.source.task == "detection")
+                                 ctx.example.shape[0], keep_tail_float=ctx.source.task == "detection",
+                                 # OpenVINO 2026.4 mis-propagates per-channel dequantisation through a
+                                 # channel Pad after a Slice (ResNet-CIFAR option-A shortcuts): keep both float
+                                 float_ops=("Pad", "Slice"))
         quant = {"method": "onnxruntime static QDQ (per-channel weights), read by OpenVINO as FakeQuantize"}
     # Core.read_model, not convert_model: the latter runs OpenVINO's telemetry, which forks to reach the web
     model = ov.Core().read_model(str(onnx_path))

@@ -57,6 +57,14 @@ class Runner:
         return result
 
 
+def import_tensorflow(purpose: str):
+    """TensorFlow, imported after torch._dynamo: importing triton (which torch._dynamo and
+    litert-torch load) once TensorFlow is loaded crashes the process with a segfault."""
+    import torch._dynamo  # noqa: F401
+
+    return require("tensorflow", "tflite", purpose)
+
+
 def runtime(name: str):
     return _RUNTIMES.register(name)
 
@@ -163,7 +171,7 @@ def _onnxruntime(path: Path, meta: dict[str, Any], threads: int, module: Any = N
 
 @runtime("tensorflow")
 def _tensorflow(path: Path, meta: dict[str, Any], threads: int, module: Any = None) -> Runner:
-    tf = require("tensorflow", "tflite", "running SavedModels")
+    tf = import_tensorflow("running SavedModels")
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)

@@ -61,7 +61,7 @@ class FormatSpec:
         for key, value in options.items():
             if key not in self.options:
                 others = sorted(n for n, f in _formats().items() if key in f.options)
-                err = UnknownNameError(f"option of format {self.name!r}", key, list(self.options))
+                err = UnknownNameError(f"{self.name} option", key, list(self.options))
                 if others:
                     err.message += f" ({key!r} is an option of {', '.join(others)})"
                 raise err

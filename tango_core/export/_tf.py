@@ -181,7 +181,9 @@ def build_edgetpu(ctx: Context) -> Artifacts:
 
 @builder("saved_model")
 def build_saved_model(ctx: Context) -> Artifacts:
-    tf = require("tensorflow", "tflite", "writing a TensorFlow SavedModel")
+    from ._runners import import_tensorflow
+
+    tf = import_tensorflow("writing a TensorFlow SavedModel")
     require("litert_torch", "tflite", "lowering the model to StableHLO for TensorFlow")
     from litert_torch.backend import export as lowering
 
