@@ -108,18 +108,76 @@ function render({ model, el }) {
     return s.points;
   }
 
-  function shapePath(s) {
-    ctx.beginPath();
+  // add one shape's outline to a path (screen px); returns where its name goes
+  function addShape(path, s, v) {
+    const z = v.z, ox = v.x, oy = v.y;
     if (s.kind === "box") {
       const b = boxOf(s);
-      const [x1, y1] = toScreen(b[0], b[1]), [x2, y2] = toScreen(b[2], b[3]);
-      ctx.rect(x1, y1, x2 - x1, y2 - y1);
-      return [x1, y1];
+      const x1 = b[0] * z + ox, y1 = b[1] * z + oy;
+      path.rect(x1, y1, (b[2] - b[0]) * z, (b[3] - b[1]) * z);
+      return [x1, y1, (b[2] - b[0]) * z];
     }
-    const pts = pointsOf(s).map((p) => toScreen(p[0], p[1]));
-    pts.forEach(([x, y], i) => (i ? ctx.lineTo(x, y) : ctx.moveTo(x, y)));
-    ctx.closePath();
-    return pts[0];
+    const pts = pointsOf(s);
+    let lo = Infinity, hi = -Infinity;
+    for (let i = 0; i < pts.length; i++) {
+      const x = pts[i][0] * z + ox, y = pts[i][1] * z + oy;
+      if (i) path.lineTo(x, y); else path.moveTo(x, y);
+      if (x < lo) lo = x;
+      if (x > hi) hi = x;
+    }
+    path.closePath();
+    return [pts[0][0] * z + ox, pts[0][1] * z + oy, hi - lo];
+  }
+
+  // Shapes of one class share one path: one fill and one stroke per class, not per shape.
+  function drawShapes(g, list, emphasis) {
+    if (!list.length) return;
+    const classes = model.get("classes"), v = view();
+    const groups = new Map();
+    for (const s of list) {
+      const key = `${s.cls}|${s.suggestion ? 1 : 0}`;
+      let grp = groups.get(key);
+      if (!grp) groups.set(key, grp = { cls: s.cls, suggestion: s.suggestion, path: new Path2D(), names: [] });
+      const [tx, ty, width] = addShape(grp.path, s, v);
+      if (width >= 28) {  // names of tiny shapes would only cover them
+        const name = (classes[s.cls] || {}).name || String(s.cls);
+        grp.names.push([s.suggestion ? `${name} ${(s.score ?? 0).toFixed(2)}?` : name, tx + 3, ty + 2]);
+      }
+    }
+    g.font = "12px sans-serif";
+    g.textBaseline = "top";
+    for (const grp of groups.values()) {
+      const c = (classes[grp.cls] || {}).color || "#ff0000";
+      g.setLineDash(grp.suggestion ? [6, 4] : []);
+      g.fillStyle = rgba(c, emphasis ? 0.28 : 0.16);
+      g.fill(grp.path);
+      g.lineWidth = emphasis ? 3 : 2;
+      g.strokeStyle = c;
+      g.stroke(grp.path);
+      g.fillStyle = c;
+      for (const [text, x, y] of grp.names) g.fillText(text, x, y);
+    }
+    g.setLineDash([]);
+  }
+
+  // The shapes nobody is touching, drawn once into an offscreen layer and reused until the
+  // shapes, the view or the selection change: a drag redraws one shape, not all of them.
+  const layer = document.createElement("canvas");
+  let layerKey = [];
+  function layerFor(moving) {
+    const key = [shapes(), model.get("zoom"), model.get("pan"), model.get("classes"), model.get("selected"),
+                 moving, canvas.width, canvas.height];
+    if (key.length === layerKey.length && key.every((k, i) => k === layerKey[i])) return layer;
+    layerKey = key;
+    layer.width = canvas.width;
+    layer.height = canvas.height;
+    const g = layer.getContext("2d");
+    const dpr = window.devicePixelRatio || 1;
+    g.setTransform(dpr, 0, 0, dpr, 0, 0);
+    g.clearRect(0, 0, layer.width, layer.height);
+    const selected = model.get("selected");
+    drawShapes(g, shapes().filter((s) => s.id !== moving && s.id !== selected), false);
+    return layer;
   }
 
   function handles(s) {
@@ -153,22 +211,15 @@ function render({ model, el }) {
       ctx.drawImage(bitmap, v.x, v.y, w * v.z, h * v.z);
     }
     const classes = model.get("classes"), selected = model.get("selected");
-    ctx.font = "12px sans-serif";
-    ctx.textBaseline = "top";
-    for (const s of shapes()) {
-      const c = color(s.cls);
-      const [tx, ty] = shapePath(s);
-      ctx.setLineDash(s.suggestion ? [6, 4] : []);
-      ctx.fillStyle = rgba(c, s.id === selected ? 0.28 : 0.16);
-      ctx.fill();
-      ctx.lineWidth = s.id === selected ? 3 : 2;
-      ctx.strokeStyle = c;
-      ctx.stroke();
-      const name = (classes[s.cls] || {}).name || String(s.cls);
-      ctx.fillStyle = c;
-      ctx.fillText(s.suggestion ? `${name} ${(s.score ?? 0).toFixed(2)}?` : name, tx + 3, ty + 2);
+    const moving = (drag && drag.id) || (preview && preview.id) || null;
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.drawImage(layerFor(moving), 0, 0);
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    if (moving || selected) {
+      const list = shapes();
+      drawShapes(ctx, list.filter((s) => s.id === moving && s.id !== selected), false);
+      drawShapes(ctx, list.filter((s) => s.id === selected), true);
     }
-    ctx.setLineDash([]);
     const sel = selected && byId(selected);
     if (sel) {
       for (const [kind, idx, x, y] of handles(sel)) {
@@ -417,7 +468,7 @@ function render({ model, el }) {
   loadImage();
 
   // for tests and benchmarks: draw synchronously, read timings, map coordinates
-  el.tangoLabeler = { draw, stats, toImage, toScreen, fit, canvas };
+  el.tangoLabeler = { draw, stats, toImage, toScreen, fit, canvas, invalidate: () => { layerKey = []; } };
   wrap.tangoLabeler = el.tangoLabeler;
 
   return () => {
