@@ -166,13 +166,19 @@ def random_affine_matrix(rng: np.random.Generator, in_hw: tuple[int, int], out_h
 # --- image-level operations ---------------------------------------------------------------------------
 
 
+def resized_hw(hw: tuple[int, int], size: int) -> tuple[int, int]:
+    """The size of an ``hw`` image once its longer side is ``size``."""
+    h, w = hw
+    r = size / max(h, w)
+    return (h, w) if r == 1 else (max(1, round(h * r)), max(1, round(w * r)))
+
+
 def resize_long_side(sample: Sample, size: int) -> Sample:
     """Resize so that the longer side is ``size`` (labels scaled with it)."""
     h, w = sample.hw
-    r = size / max(h, w)
-    if r == 1:
+    nh, nw = resized_hw((h, w), size)
+    if (nh, nw) == (h, w):
         return sample
-    nh, nw = max(1, round(h * r)), max(1, round(w * r))
     sx, sy = nw / w, nh / h
     labels = sample.labels.copy()
     labels[:, [1, 3]] *= sx

@@ -84,7 +84,8 @@ class DetectionEvaluator:
         self.max_det = max_det
         self.confusion_conf, self.confusion_iou = confusion_conf, confusion_iou
         self._classes = [_ClassRecords() for _ in range(num_classes)]
-        self.confusion = np.zeros((num_classes + 1, num_classes + 1), dtype=np.int64)  # [pred, true]; nc = background
+        # rows: true class, columns: predicted class (the project's convention); index nc: background
+        self.confusion = np.zeros((num_classes + 1, num_classes + 1), dtype=np.int64)
         self.images = 0
 
     def update(self, detections: list[Any], targets: list[Any]) -> None:
@@ -126,13 +127,13 @@ class DetectionEvaluator:
             gi, di = gi[np.sort(first)], di[np.sort(first)]
         matched_g, matched_d = set(gi.tolist()), set(di.tolist())
         for g, d in zip(gi, di, strict=True):
-            self.confusion[int(det[d, 5]), int(tgt[g, 0])] += 1
+            self.confusion[int(tgt[g, 0]), int(det[d, 5])] += 1
         for g in range(len(tgt)):
-            if g not in matched_g:
-                self.confusion[bg, int(tgt[g, 0])] += 1
+            if g not in matched_g:  # missed: predicted background
+                self.confusion[int(tgt[g, 0]), bg] += 1
         for d in range(len(det)):
-            if d not in matched_d:
-                self.confusion[int(det[d, 5]), bg] += 1
+            if d not in matched_d:  # false alarm: true background
+                self.confusion[bg, int(det[d, 5])] += 1
 
     def compute(self) -> dict[str, Any]:
         """Overall and per-class metrics, curves and the confusion matrix (plain Python data)."""
@@ -187,7 +188,7 @@ class DetectionEvaluator:
             "pr_curve": {"recall": RECALL_POINTS.tolist(), "precision": prec_curve.tolist()},
             "conf_curves": {"confidence": CONF_POINTS.tolist(), "precision": p_conf.tolist(),
                             "recall": r_conf.tolist(), "f1": f1.tolist(), "best_confidence": float(CONF_POINTS[best])},
-            "confusion_matrix": self.confusion.tolist(),  # rows: predicted, columns: true; last: background
+            "confusion_matrix": self.confusion.tolist(),  # rows: true, columns: predicted; last: background
             "confusion_labels": self.names + ["background"],
             "images": self.images,
         }

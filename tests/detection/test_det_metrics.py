@@ -125,12 +125,12 @@ def test_perfect_and_empty_predictions():
     assert out["metrics"]["mAP50-95"] == pytest.approx(1.0) and out["metrics"]["precision"] == pytest.approx(1.0)
     assert out["metrics"]["recall"] == pytest.approx(1.0) and out["metrics"]["fitness"] == pytest.approx(1.0)
     cm = np.array(out["confusion_matrix"])
-    assert cm[:NUM_CLASSES, :NUM_CLASSES].trace() == sum(len(g) for g in gts) and cm[-1].sum() == 0
+    assert cm[:NUM_CLASSES, :NUM_CLASSES].trace() == sum(len(g) for g in gts) and cm[:, -1].sum() == 0
     ev = DetectionEvaluator(NUM_CLASSES)
     ev.update([np.zeros((0, 6)) for _ in gts], gts)
     out = ev.compute()
     assert out["metrics"]["mAP50"] == 0.0 and out["metrics"]["recall"] == 0.0
-    assert np.array(out["confusion_matrix"])[-1].sum() == sum(len(g) for g in gts)  # all missed
+    assert np.array(out["confusion_matrix"])[:, -1].sum() == sum(len(g) for g in gts)  # all missed
 
 
 def test_confusion_matrix_counts_confusions_misses_and_false_alarms():
@@ -142,8 +142,8 @@ def test_confusion_matrix_counts_confusions_misses_and_false_alarms():
                     [40, 40, 50, 50, 0.1, 2]],     # below the confusion threshold: class 2 missed
                    dtype=float)
     ev.update([det], [target])
-    cm = np.array(ev.compute()["confusion_matrix"])  # [pred, true]
-    assert cm[0, 0] == 1 and cm[2, 1] == 1 and cm[1, 3] == 1 and cm[3, 2] == 1
+    cm = np.array(ev.compute()["confusion_matrix"])  # [true, predicted]
+    assert cm[0, 0] == 1 and cm[1, 2] == 1 and cm[3, 1] == 1 and cm[2, 3] == 1
     assert cm.sum() == 4
 
 

@@ -1,0 +1,224 @@
+"""Object detection (and YOLOv9 instance segmentation) with the YOLO models.
+
+Data is decoded once and augmented per sample (mosaic, affine, mixup, HSV, flips: see
+``tango_core.detection._augment``); the last ``close_mosaic`` epochs train on letterboxed images
+when the task knows the run's length (``epochs``).  The loss is the model family's (YOLOv7 OTA /
+YOLOv9 task-aligned), per image, times the nominal batch ``nbs``, so one optimiser step moves the
+weights as far as the reference's (which multiplies by the batch and accumulates to ``nbs``).
+Validation: letterboxed images, NMS (confidence 0.001, IoU 0.7 for YOLOv9 / 0.65 for YOLOv7,
+several labels per box), COCO-style mAP; fitness = 0.1 mAP@0.5 + 0.9 mAP@0.5:0.95.
+
+The recipe of the model (``tango_core/detection/hyp.yaml``) supplies the loss gains and the
+augmentation; the engine's optimiser settings left at their defaults take the recipe's values
+(lr0 0.01, momentum 0.937, 3 warm-up epochs, nbs 64), values the user set are kept.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ...detection import DetectionEvaluator, non_max_suppression
+from ...detection._augment import DetectionAugment
+from ...detection._data import load_splits, memory_splits, rasterise, stack_images
+from ...detection._hyp import default_hyp
+from ...detection._loss import build_loss
+from ...errors import ConfigError
+from .._hyp import default_hyp as engine_defaults
+from . import register_task
+from ._base import Batch, Task, ValResult
+from .classification import _open_dataset, mix_seed
+
+SAMPLES_IN_PLOTS = 8
+#: engine settings that take the recipe's value unless the user changed them
+_OPTIMISER_KEYS = ("lr0", "lrf", "momentum", "weight_decay", "warmup_epochs", "warmup_momentum", "warmup_bias_lr")
+_SHARED_AUG_KEYS = ("translate", "fliplr", "flipud", "hsv_v")
+
+
+@register_task("detection", fitness="0.1 mAP50 + 0.9 mAP50-95")
+class DetectionTask(Task):
+    name = "detection"
+    fitness_name = "fitness"
+    segmentation = False
+
+    def __init__(self, data: Any, *, imgsz: int, hyp: dict[str, Any], seed: int = 0, channels: int | None = None,
+                 val_fraction: float = 0.2, epochs: int | None = None) -> None:
+        self.hyp, self.seed, self.imgsz, self.epochs = hyp, seed, int(imgsz), epochs
+        if isinstance(data, dict):
+            self.classes, self.in_channels, self.train, self.val = memory_splits(data, self.imgsz, self.segmentation)
+        else:
+            ds = data if hasattr(data, "records") else _open_dataset(data)
+            self.classes, self.in_channels, self.train, self.val = load_splits(
+                ds, self.imgsz, channels, seed, val_fraction, self.segmentation)
+        self.recipe: dict[str, Any] = {}
+        self.model_name: str | None = None
+        self._loss = None
+        self._augment: DetectionAugment | None = None
+
+    def set_epochs(self, epochs: int) -> None:
+        """The run's length, which ``close_mosaic`` counts back from."""
+        self.epochs = int(epochs)
+
+    # --- model and recipe ---------------------------------------------------------------------------
+    def build_model(self, name: str) -> nn.Module:
+        model = super().build_model(name)
+        stride = int(getattr(model, "stride", 32))
+        if self.imgsz % stride:
+            raise ConfigError("train", "imgsz", f"{self.imgsz} is not a multiple of {name}'s stride {stride}",
+                              f"use {stride * max(1, round(self.imgsz / stride))}")
+        if name != self.model_name:
+            self._set_recipe(name)
+        self._loss = build_loss(model, self.recipe, self.imgsz)
+        return model
+
+    def _set_recipe(self, name: str) -> None:
+        self.model_name = name
+        recipe = default_hyp(name)
+        defaults = engine_defaults()
+        for key in _SHARED_AUG_KEYS:  # the user's explicit augmentation settings win
+            if key in self.hyp and self.hyp[key] != defaults.get(key):
+                recipe[key] = self.hyp[key]
+        auto_lr = defaults.get("lr0") == "auto" and self.hyp.get("lr0") == {"SGD": 0.05, "AdamW": 0.001}.get(
+            self.hyp.get("optimizer", "SGD"))
+        for key in _OPTIMISER_KEYS:  # fill what the user left at the engine's defaults
+            untouched = auto_lr if key == "lr0" else self.hyp.get(key) == defaults.get(key)
+            if untouched and self.hyp.get("optimizer", "SGD") == "SGD":
+                self.hyp[key] = recipe[key]
+        if self.hyp.get("nbs") == defaults.get("nbs"):
+            self.hyp["nbs"] = 64
+        self.recipe = recipe
+        self._augment = DetectionAugment(lambda i: self.train.samples[i], len(self.train.samples), self.imgsz,
+                                         recipe, mosaic9_fraction=recipe.get("mosaic9_fraction", 0.0))
+
+    # --- data -------------------------------------------------------------------------------------
+    def dataset_summaries(self) -> list[dict[str, Any]]:
+        return [self.train.summary, self.val.summary]
+
+    def num_train(self) -> int:
+        return len(self.train.samples)
+
+    def num_batches(self, batch_size: int) -> int:
+        n = self.num_train()
+        nb = math.ceil(n / batch_size)
+        return nb - 1 if nb > 1 and n % batch_size == 1 else nb  # a lone last image would break batch norm
+
+    def mosaic_on(self, epoch: int) -> bool:
+        close = int(self.recipe.get("close_mosaic", 0))
+        return not (self.epochs is not None and close and epoch >= self.epochs - close)
+
+    def train_batches(self, epoch: int, batch_size: int) -> Iterator[Batch]:
+        if self._augment is None:
+            raise ConfigError("train", "model", "build_model() must run before train_batches()")
+        order = torch.randperm(self.num_train(), generator=torch.Generator().manual_seed(mix_seed(self.seed, epoch)))
+        mosaic = self.mosaic_on(epoch)
+        for i in range(self.num_batches(batch_size)):
+            rng = np.random.default_rng(mix_seed(self.seed, epoch, i + 1))
+            samples = [self._augment(int(j), rng, mosaic) for j in order[i * batch_size:(i + 1) * batch_size]]
+            yield self._batch(samples)
+
+    def _batch(self, samples: list) -> Batch:
+        x = stack_images(samples).float() / 255
+        targets = [torch.from_numpy(s.labels).float() for s in samples]
+        if not self.segmentation:
+            return x, targets
+        hw = (self.imgsz // 4, self.imgsz // 4)
+        return x, [(t, rasterise(s.segments or [], hw, 0.25)) for t, s in zip(targets, samples, strict=True)]
+
+    def example_batch(self, batch_size: int) -> Batch:
+        g = torch.Generator().manual_seed(batch_size)
+        s = self.imgsz
+        x = torch.rand(batch_size, self.in_channels, s, s, generator=g)
+        boxes = []
+        for _ in range(batch_size):
+            xy = torch.rand(3, 2, generator=g) * s * 0.6
+            wh = torch.rand(3, 2, generator=g) * s * 0.3 + 8
+            cls = torch.randint(0, len(self.classes), (3, 1), generator=g).float()
+            boxes.append(torch.cat([cls, xy, xy + wh], 1))
+        if not self.segmentation:
+            return x, boxes
+        return x, [(b, torch.zeros(len(b), s // 4, s // 4, dtype=torch.uint8)) for b in boxes]
+
+    # --- loss and validation -----------------------------------------------------------------------
+    def loss(self, output: Any, targets: Any) -> tuple[torch.Tensor, dict[str, Any]]:
+        if self._loss is None:
+            raise ConfigError("train", "model", "build_model() must run before loss()")
+        bs = len(targets)
+        if self.segmentation:
+            boxes = [t[0] for t in targets]
+            total, parts = self._loss(output, boxes, masks=[t[1] for t in targets])
+        else:
+            total, parts = self._loss(output, targets)
+        scale = float(self.hyp.get("nbs", 64)) / bs
+        return total * scale, {k: v * float(self.hyp.get("nbs", 64)) for k, v in parts.items()}
+
+    def nms_iou(self) -> float:
+        return 0.65 if (self.model_name or "").startswith("yolov7") else 0.7
+
+    @torch.inference_mode()
+    def predict_split(self, model: nn.Module, batch_size: int, device: torch.device, dtype: torch.dtype | None,
+                      channels_last: bool, conf: float = 0.001) -> list[torch.Tensor]:
+        was_training = model.training
+        model.eval()
+        out = []
+        samples = self.val.samples
+        for i in range(0, len(samples), batch_size):
+            x = stack_images(samples[i:i + batch_size]).to(device).float() / 255
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                pred = model(x)
+            pred = pred[0] if isinstance(pred, tuple) else pred
+            nm = pred.shape[-1] - 4 - len(self.classes)
+            dets = non_max_suppression(pred.float(), conf, self.nms_iou(), max_det=300, multi_label=True,
+                                       num_classes=len(self.classes) if nm else None)
+            out.extend(d[:, :6].cpu() for d in dets)
+        model.train(was_training)
+        return out
+
+    def validate(self, model: nn.Module, batch_size: int, device: torch.device, dtype: torch.dtype | None,
+                 channels_last: bool) -> ValResult:
+        dets = self.predict_split(model, min(batch_size, 32), device, dtype, channels_last)
+        evaluator = DetectionEvaluator(len(self.classes), self.classes)
+        evaluator.update(dets, [s.labels for s in self.val.samples])
+        res = evaluator.compute()
+        m = res["metrics"]
+        metrics = {"precision": m["precision"], "recall": m["recall"], "mAP50": m["mAP50"], "mAP50-95": m["mAP50-95"]}
+        details = dict(res, classes=list(self.classes), detections=[d.tolist() for d in dets[:SAMPLES_IN_PLOTS]])
+        return ValResult(metrics, m["fitness"], details)
+
+    def plots(self, result: ValResult) -> dict[str, Any]:
+        d = result.details
+        out: dict[str, Any] = {
+            "confusion_matrix": d["confusion_matrix"], "confusion_labels": d["confusion_labels"],
+            "pr_curve": dict(d["pr_curve"], ap=[c["ap50"] if c["ap50"] is not None else -1 for c in d["per_class"]]),
+            "conf_curves": d["conf_curves"], "per_class": d["per_class"]}
+        samples = []
+        for i, det in enumerate(d["detections"]):
+            s = self.val.samples[i]
+            kept = np.array([r for r in det if r[4] >= 0.25]).reshape(-1, 6)
+            if i < len(self.val.files):  # boxes on the original file
+                root = self.val.summary.get("source", "")
+                gt = np.concatenate([s.labels[:, :1], self.val.to_original(i, s.labels[:, 1:5])], 1)
+                pred = np.concatenate([kept[:, 5:6], self.val.to_original(i, kept[:, :4]), kept[:, 4:5]], 1)
+                item: dict[str, Any] = {"file": f"{root}/{self.val.files[i]}" if root else self.val.files[i]}
+            else:  # in-memory data: the letterboxed image itself
+                gt = s.labels
+                pred = np.concatenate([kept[:, 5:6], kept[:, :4], kept[:, 4:5]], 1)
+                item = {"image": s.image.tolist()}
+            item.update(boxes=np.round(gt, 2).tolist(), pred_boxes=np.round(pred, 4).tolist())
+            samples.append(item)
+        out["samples"] = samples
+        return out
+
+    def weights_meta(self) -> dict[str, Any]:
+        return dict(super().weights_meta(), preprocess={
+            "resize": "letterbox", "pad_value": 114, "interpolation": "bilinear",
+            "color": "L" if self.in_channels == 1 else "RGB", "layout": "NCHW", "scale": 1 / 255,
+            "mean": [0.0] * self.in_channels, "std": [1.0] * self.in_channels},
+            postprocess={"output": "boxes_xyxy_scores", "nms_iou": self.nms_iou(), "conf": 0.25,
+                         "recipe": self.model_name})
