@@ -9,8 +9,10 @@ name; the storage stays a plain Optuna storage that optuna-dashboard reads uncha
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from .. import events as ev
@@ -22,22 +24,21 @@ SAMPLERS = ("tpe", "gp", "random", "nsga2")
 PRUNERS = ("median", "hyperband", "none")
 
 
-def make_sampler(name: str, seed: int | None, multi: bool):
+def make_sampler(name: str, seed: int | None, population: int | None = None):
     import optuna
 
     if name not in SAMPLERS:
         from ..errors import UnknownNameError
 
         raise UnknownNameError("sampler", name, list(SAMPLERS))
-    if name == "nsga2" or (multi and name == "tpe"):
-        # NSGA-II keeps a population: small generations so a small budget still evolves
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=8) if name == "nsga2" else \
-            optuna.samplers.TPESampler(seed=seed, n_startup_trials=4, multivariate=True)
+    if name == "nsga2":  # small generations, so that a budget of tens of candidates still evolves
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=population or 8)
     if name == "gp":
         return optuna.samplers.GPSampler(seed=seed, n_startup_trials=4)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    # multivariate TPE models the interactions (lr0 x momentum x warm-up) that matter here
+    # multivariate TPE models the interactions (lr0 x momentum x warm-up) that matter here; the
+    # constant liar keeps parallel workers from proposing the same point
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=4, multivariate=True, constant_liar=True)
 
 
@@ -70,7 +71,7 @@ def open_study(storage, name: str, spec: dict[str, Any] | None, seed: int | None
         if spec is None:
             raise ConfigError("study", "name", f"no study {name!r} in the storage",
                               "start it with tango tune / tango search first, or check --study and --storage")
-        sampler = make_sampler(spec["sampler"], seed, len(spec["directions"]) > 1)
+        sampler = make_sampler(spec["sampler"], seed, spec.get("population"))
         study = optuna.create_study(storage=storage, study_name=name, directions=spec["directions"],
                                     sampler=sampler, pruner=make_pruner(spec.get("pruner", "none"), spec["epochs"]),
                                     load_if_exists=True)
@@ -83,15 +84,47 @@ def open_study(storage, name: str, spec: dict[str, Any] | None, seed: int | None
             raise ConfigError("study", "name", f"study {name!r} was not made by tango (no '{SPEC_ATTR}' attribute)",
                               "pick another study name")
         study = optuna.load_study(study_name=name, storage=storage,
-                                  sampler=make_sampler(stored["sampler"], seed, len(stored["directions"]) > 1),
+                                  sampler=make_sampler(stored["sampler"], seed, stored.get("population")),
                                   pruner=make_pruner(stored.get("pruner", "none"), stored["epochs"]))
-    if spec is not None:
-        for key in ("kind", "model", "task", "data", "space", "directions"):
+    if spec is not None:  # what makes trials comparable; the budget and the seed may change
+        for key in ("kind", "model", "task", "data", "space", "directions", "epochs", "imgsz", "batch_size", "hyp",
+                    "choices", "target", "runtime", "latency"):
             if key in spec and spec[key] != stored.get(key):
                 raise ConfigError(f"study {name!r}", key, f"the stored study has {stored.get(key)!r}, "
                                   f"this call gives {spec[key]!r}",
                                   "resume with the same settings, or start a new study (another name)")
     return study, stored
+
+
+# --- data and run folders ------------------------------------------------------------------------
+def resolve_data(data: Any) -> tuple[Any, str, Any]:
+    """(what the trainer takes, how the study records it, the project or None)."""
+    from ..project import Project
+
+    if isinstance(data, Project):
+        if not data.config.dataset:
+            raise ConfigError(str(data.config_path), "project.dataset", "no dataset yet",
+                              "import or label a dataset first, then set it with project.set(dataset=...)")
+        path = Path(data.config.dataset)
+        path = path if path.is_absolute() else data.root / path
+        return path, str(path.resolve()), data
+    if isinstance(data, (str, os.PathLike)):
+        return data, str(Path(data).resolve()), None
+    if hasattr(data, "root") and hasattr(data, "records"):
+        return data, str(Path(data.root).resolve()), None
+    if isinstance(data, dict):
+        return data, "<memory>", None
+    raise ConfigError("tune", "data", f"cannot train on {type(data).__name__}",
+                      "pass a Project, a dataset (or its folder), or {'train': ..., 'val': ..., 'classes': ...}")
+
+
+def run_dir_for(trial, runs: Path) -> tuple[Path, str | None]:
+    """A retried trial continues its lost predecessor's training from its last checkpoint."""
+    for number in reversed(trial.user_attrs.get("retry_of", [])):
+        last = runs / f"trial_{number}" / "weights" / "last.pt"
+        if last.is_file():
+            return last.parent.parent, str(last)
+    return runs / f"trial_{trial.number}", None
 
 
 # --- budget -------------------------------------------------------------------------------------

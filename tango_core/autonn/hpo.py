@@ -26,6 +26,7 @@ from . import _study
 from ._pruning import TrialReporter, is_divergence
 from ._space import clip_into, load_space, suggest
 from ._storage import open_storage, storage_url
+from ._worker import join, spawn
 
 
 @dataclass
@@ -47,27 +48,6 @@ def _known_hyp() -> dict[str, Any]:
     from ..engine._hyp import load_hyp
 
     return load_hyp({})
-
-
-def resolve_data(data: Any) -> tuple[Any, str, Any]:
-    """(what the trainer takes, how the study records it, the project or None)."""
-    from ..project import Project
-
-    if isinstance(data, Project):
-        if not data.config.dataset:
-            raise ConfigError(str(data.config_path), "project.dataset", "no dataset yet",
-                              "import or label a dataset first, then set it with project.set(dataset=...)")
-        path = Path(data.config.dataset)
-        path = path if path.is_absolute() else data.root / path
-        return path, str(path.resolve()), data
-    if isinstance(data, (str, os.PathLike)):
-        return data, str(Path(data).resolve()), None
-    if hasattr(data, "root") and hasattr(data, "records"):
-        return data, str(Path(data.root).resolve()), None
-    if isinstance(data, dict):
-        return data, "<memory>", None
-    raise ConfigError("tune", "data", f"cannot train on {type(data).__name__}",
-                      "pass a Project, a dataset (or its folder), or {'train': ..., 'val': ..., 'classes': ...}")
 
 
 def hpo_spec(*, model: str, task: str, data: str, space: dict, hyp: dict, epochs: int, batch_size: Any,
@@ -92,7 +72,7 @@ def make_objective(spec: dict[str, Any], data: Any, bus: ev.EventBus, threads: i
         trial_bus = ev.EventBus()
         reporter = TrialReporter(trial, bus, name, prune=spec["pruner"] != "none")
         trial_bus.subscribe("*", reporter)
-        run_dir, resume = _run_dir(trial, runs)
+        run_dir, resume = _study.run_dir_for(trial, runs)
         trial.set_user_attr("run_dir", str(run_dir))
         try:
             trainer = Trainer(data, spec["model"], epochs=spec["epochs"], hyp=hyp,
@@ -111,15 +91,6 @@ def make_objective(spec: dict[str, Any], data: Any, bus: ev.EventBus, threads: i
         return float(result.best_fitness)
 
     return objective
-
-
-def _run_dir(trial, runs: Path) -> tuple[Path, str | None]:
-    """A retried trial continues its lost predecessor's training from its last checkpoint."""
-    for number in reversed(trial.user_attrs.get("retry_of", [])):
-        last = runs / f"trial_{number}" / "weights" / "last.pt"
-        if last.is_file():
-            return last.parent.parent, str(last)
-    return runs / f"trial_{trial.number}", None
 
 
 def tune(data: Any = None, model: str | None = None, *, trials: int | None = 20, timeout_min: float | None = None,
@@ -142,7 +113,7 @@ def tune(data: Any = None, model: str | None = None, *, trials: int | None = 20,
     """
     from ..models import model_info
 
-    train_data, data_id, project = resolve_data(data)
+    train_data, data_id, project = _study.resolve_data(data)
     model = model or (project.config.model if project is not None else None)
     if not model:
         raise ConfigError("tune", "model", "no model given", "pass model='resnet-cifar20' or pick one in the project")
@@ -194,12 +165,13 @@ def tune(data: Any = None, model: str | None = None, *, trials: int | None = 20,
         optuna_study.set_user_attr(_study.SPEC_ATTR, spec)
     stage = project.stage("hpo", study=name, storage=url) if project is not None else contextlib.nullcontext()
     with stage:
-        procs = _spawn_workers(url, name, workers - 1, trials, timeout_min, threads)
+        procs = [spawn(url, name, trials=trials, timeout_min=timeout_min, threads=threads, seed_offset=i + 1)
+                 for i in range(workers - 1)]
         try:
             _study.run_worker(optuna_study, spec, make_objective(spec, train_data, bus, threads, keep_weights), bus,
                               trials=trials, timeout_s=timeout_min * 60 if timeout_min else None)
         finally:
-            _join_workers(procs)
+            join(procs)
         result = _result(optuna_study, url, spec, skipped, bus)
         if result.best_trial is None:
             raise ConfigError("tune", "trials", "no trial completed", "raise the budget, or see the trials' errors")
@@ -235,17 +207,3 @@ def _result(study, url: str, spec: dict[str, Any], skipped: list[str], bus: ev.E
     return TuneResult(study.study_name, url, best["trial"] if best else None,
                       best["values"][0] if best else None, params, {**spec["hyp"], **params}, trials, skipped,
                       default_value=defaults[0].value if defaults else None)
-
-
-def _spawn_workers(url: str, name: str, n: int, trials: int | None, timeout_min: float | None,
-                   threads: int | None) -> list:
-    from ._worker import spawn
-
-    return [spawn(url, name, trials=trials, timeout_min=timeout_min, threads=threads, seed_offset=i + 1)
-            for i in range(n)]
-
-
-def _join_workers(procs: list) -> None:
-    from ._worker import join
-
-    join(procs)

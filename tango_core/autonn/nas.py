@@ -36,6 +36,7 @@ from ._nas_spaces import get_space, space_for
 from ._pruning import TrialReporter, is_divergence
 from ._space import suggest
 from ._storage import open_storage, storage_url
+from ._worker import join, spawn
 
 LATENCY_MODES = ("auto", "measure", "predict")
 PREDICTOR_ATTR = "latency_predictor"
@@ -118,6 +119,13 @@ class SearchResult:
         return name
 
 
+def _digest(arch: dict[str, Any]) -> str:
+    import hashlib
+    import json
+
+    return hashlib.sha1(json.dumps(arch, sort_keys=True).encode()).hexdigest()[:10]
+
+
 def nas_spec(**kw: Any) -> dict[str, Any]:
     return {"kind": "nas", "pruner": "none", "directions": ["maximize", "minimize"], **kw}
 
@@ -141,11 +149,13 @@ def make_objective(spec: dict[str, Any], data: Any, bus: ev.EventBus, threads: i
         trial.set_user_attr("arch", arch)
         trial.set_user_attr("describe", space.describe(arch))
         bus.emit(ev.TRIAL_START, study=name, trial=trial.number, params=params, arch=arch)
-        run_dir = runs / f"trial_{trial.number}"
+        run_dir, resume = _study.run_dir_for(trial, runs)
+        trial.set_user_attr("run_dir", str(run_dir))
         trial_bus = ev.EventBus()
         reporter = TrialReporter(trial, bus, name, prune=False)
         trial_bus.subscribe("*", reporter)
-        cand = f"{spec['model']}-candidate-{trial.number}"
+        # named by the architecture: a retry of a lost trial resumes its checkpoint under the same name
+        cand = f"{spec['model']}-candidate-{_digest(arch)}"
         cfg = {"name": cand, "space": spec["space"], "base": spec["model"], "task": spec["task"], "arch": arch,
                "num_classes": spec["num_classes"], "in_channels": spec["in_channels"], "input_size": spec["imgsz"]}
         with temporary_model(cand, cfg):
@@ -153,7 +163,7 @@ def make_objective(spec: dict[str, Any], data: Any, bus: ev.EventBus, threads: i
                 result = Trainer(data, cand, epochs=spec["epochs"], hyp=spec["hyp"], run_dir=run_dir, events=trial_bus,
                                  batch_size=spec["batch_size"], imgsz=spec["imgsz"], seed=spec["seed"],
                                  loggers=("csv",), threads=threads, task=spec["task"],
-                                 channels=spec["in_channels"]).fit()
+                                 channels=spec["in_channels"], resume=resume or False).fit()
             except Exception as exc:
                 if is_divergence(exc):
                     reporter.diverged(reporter.last_epoch or 0, float("nan"))
@@ -165,6 +175,8 @@ def make_objective(spec: dict[str, Any], data: Any, bus: ev.EventBus, threads: i
             feats = cost_features(model, spec["imgsz"], spec["in_channels"])
             trial.set_user_attr("features", feats)
             trial.set_user_attr("weights", str(result.best))
+            if result.last is not None:  # the resume state is not needed once the trial is done
+                result.last.unlink(missing_ok=True)
             if spec["latency"] == "measure":
                 lat = measure_latency(result.best, spec["runtime"], imgsz=spec["imgsz"], out=run_dir / "export",
                                       name="model", task=spec["task"], class_names=list(meta.get("classes") or []),
@@ -249,9 +261,8 @@ def search(data: Any = None, model: str | None = None, *, trials: int | None = 2
     from ..models import model_info
     from ..targets import get_target
     from ._latency import runtime_for
-    from .hpo import resolve_data
 
-    train_data, data_id, project = resolve_data(data)
+    train_data, data_id, project = _study.resolve_data(data)
     model = model or (project.config.model if project is not None else None)
     if not model:
         raise ConfigError("search", "model", "no base model", "pass model='resnet-cifar20' or pick one in the project")
@@ -290,16 +301,15 @@ def search(data: Any = None, model: str | None = None, *, trials: int | None = 2
     if mode == "predict":
         _calibrate(optuna_study, spec, latency_table, calibration, seed)
 
-    from .hpo import _join_workers, _spawn_workers
-
     with (project.stage("nas", study=name, storage=url, target=tgt.id) if project is not None
           else contextlib.nullcontext()):
-        procs = _spawn_workers(url, name, workers - 1, trials, timeout_min, threads)
+        procs = [spawn(url, name, trials=trials, timeout_min=timeout_min, threads=threads, seed_offset=i + 1)
+                 for i in range(workers - 1)]
         try:
             _study.run_worker(optuna_study, spec, make_objective(spec, train_data, bus, threads), bus, trials=trials,
                               timeout_s=timeout_min * 60 if timeout_min else None)
         finally:
-            _join_workers(procs)
+            join(procs)
         result = _result(optuna_study, url, spec, bus)
         if project is not None:
             project.stages["nas"].info.update(front=[c.trial for c in result.front],

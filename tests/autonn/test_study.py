@@ -72,10 +72,10 @@ def test_the_gaussian_process_sampler_closes_in(tmp_path):
 def test_samplers_by_name():
     import optuna
 
-    assert isinstance(make_sampler("gp", 0, False), optuna.samplers.GPSampler)
-    assert isinstance(make_sampler("nsga2", 0, True), optuna.samplers.NSGAIISampler)
+    assert isinstance(make_sampler("gp", 0), optuna.samplers.GPSampler)
+    assert isinstance(make_sampler("nsga2", 0, population=6), optuna.samplers.NSGAIISampler)
     with pytest.raises(UnknownNameError, match="'tpe'"):
-        make_sampler("tep", 0, False)
+        make_sampler("tep", 0)
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")  # study.ask() makes the trial by hand
