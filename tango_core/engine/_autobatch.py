@@ -116,7 +116,7 @@ def measure_line(step: Callable[[int], None], device: torch.device,
 def choose_batch(fixed: int, intercept: float, slope: float, budget: int, max_batch: int) -> dict[str, Any]:
     """The largest power-of-two batch whose estimate, times the safety factor, fits ``budget``."""
     room = budget / SAFETY - fixed - intercept
-    fits = int(room // slope) if room > 0 else 0
+    fits = int(room / slope + 1e-6) if room > 0 else 0  # the epsilon absorbs float rounding of exact fits
     batch = 1
     while batch * 2 <= min(fits, max_batch):
         batch *= 2

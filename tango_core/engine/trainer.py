@@ -75,7 +75,7 @@ class Trainer:
                  run_dir: str | Path | None = None, events: ev.EventBus | None = None, resume: bool | str = False,
                  device: str = "auto", amp: str | bool = "auto", seed: int = 0, patience: int = 50,
                  learning_type: str = "normal", weights: str | None = None, channels_last: bool | str = "auto",
-                 memory_budget_bytes: int | None = None, max_batch: int = 256, loggers: Iterable[str] = ("csv",),
+                 memory_budget_bytes: int | None = None, max_batch: int = 128, loggers: Iterable[str] = ("csv",),
                  threads: int | None = None, channels: int | None = None, val_fraction: float = 0.2) -> None:
         self.events = events or ev.EventBus()
         self.resume_path: Path | None = None
@@ -123,6 +123,7 @@ class Trainer:
         self.baseline_fitness: float | None = None
         self.history: list[dict[str, Any]] = []
         self.stopped_early = False
+        self.step_bytes = 0  # memory of the last measured step (activations on CPU, peak on CUDA)
         self._subscriptions: list[Any] = []
 
     # --- public --------------------------------------------------------------------------------
@@ -231,7 +232,8 @@ class Trainer:
             probe_model.zero_grad(set_to_none=True)
 
         intercept, slope = measure_line(step, self.device)
-        cap = min(self.args["max_batch"], max(MIN_BATCH, self.task.num_train() // 4))
+        # small datasets learn faster with more, smaller steps: at least 8 batches an epoch
+        cap = min(self.args["max_batch"], max(MIN_BATCH, self.task.num_train() // 8))
         choice = choose_batch(self.fixed_bytes, intercept, slope, self.memory_budget_bytes, cap)
         if choice["fits"] < MIN_BATCH:
             raise OutOfMemory(MIN_BATCH, int(SAFETY * (self.fixed_bytes + intercept + slope * MIN_BATCH)),
@@ -243,10 +245,9 @@ class Trainer:
         return choice["batch_size"]
 
     def _build_optimizer(self) -> None:
-        nbs = self.hyp["nbs"]
-        self.accumulate = max(round(nbs / self.batch_size), 1)
-        weight_decay = self.hyp["weight_decay"] * self.batch_size * self.accumulate / nbs
-        self.optimizer = build_optimizer(self.model, self.hyp, weight_decay)
+        self.accumulate = max(round(self.hyp["nbs"] / self.batch_size), 1)
+        # losses are means over the batch (not sums as in YOLO), so weight decay needs no batch scaling
+        self.optimizer = build_optimizer(self.model, self.hyp, self.hyp["weight_decay"])
         self.scaler = torch.amp.GradScaler("cuda") if self.dtype == torch.float16 else None
 
     def _autocast(self):
@@ -328,6 +329,7 @@ class Trainer:
             self.ema.update(self.model)
 
     def _check_memory(self, measured: int, epoch: int) -> None:
+        self.step_bytes = measured
         needed = int(SAFETY * (self.fixed_bytes + measured))
         if needed > self.memory_budget_bytes:
             raise OutOfMemory(self.batch_size, needed, self.memory_budget_bytes,
