@@ -17,7 +17,7 @@ import re
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ class CheckResult:
     path: str
     ok: bool
     detail: str = ""
+    data: dict[str, Any] = field(default_factory=dict, repr=False)  # what a check measured (imported modules)
 
     def __str__(self) -> str:
         return f"{'ok  ' if self.ok else 'FAIL'} {self.check:12s} {self.path}" + (f": {self.detail}" if self.detail else "")
@@ -397,13 +398,29 @@ def run_smoke_test(root: Path, backend: str | None = None, timeout: float = 600)
 
 _AUDIT = r"""
 import json, runpy, sys
-sys.argv = ["app.predict"] + json.loads(sys.argv[1])
+args, allowed = json.loads(sys.argv[1]), set(json.loads(sys.argv[2]))
+blocked = set()
+
+
+class OnlyTheRequirements:
+    # what a fresh venv with just the requirements would give: anything else is not importable
+    def find_spec(self, name, path=None, target=None):
+        top = name.partition(".")[0]
+        if top in allowed or top in sys.stdlib_module_names or top in sys.builtin_module_names:
+            return None
+        blocked.add(top)
+        raise ModuleNotFoundError(f"No module named {name!r} (not in the package's requirements)", name=name)
+
+
+sys.meta_path.insert(0, OnlyTheRequirements())
+sys.argv = ["app.predict"] + args
 code = 0
 try:
     runpy.run_module("app.predict", run_name="__main__", alter_sys=True)
 except SystemExit as exc:
     code = exc.code
-print("TANGO_AUDIT " + json.dumps({"code": code, "modules": sorted({m.split(".")[0] for m in sys.modules})}))
+print("TANGO_AUDIT " + json.dumps({"code": code, "modules": sorted({m.split(".")[0] for m in sys.modules}),
+                                    "blocked": sorted(blocked)}))
 """
 #: modules the interpreter itself loads at start-up (site hooks of venvs and editable installs)
 _STARTUP = ("sitecustomize", "usercustomize", "_distutils_hack", "_virtualenv", "__editable__", "__main__",
@@ -436,25 +453,28 @@ def requirement_closure(requirements: list[str]) -> set[str]:
 
 
 def audit_imports(root: Path, backend: str | None = None, inputs: list[str] | None = None,
-                  requirement_files: tuple[str, ...] = ("requirements.txt",)) -> CheckResult:
-    """Run the runner on a picture and check every module it imported comes from its requirements
-    (or what they depend on), never from torch or tango unless the runtime is torch."""
+                  out: Path | None = None, requirement_files: tuple[str, ...] = ("requirements.txt",)) -> CheckResult:
+    """Run the runner with only the modules of its requirements (and what they depend on)
+    importable, as in a fresh virtual environment: it must still predict every input.  Optional
+    imports a runtime tries when a package happens to be installed are blocked and listed.
+    ``out``: keep the runner's predictions.json and pictures there."""
     import tempfile
     from importlib import metadata
 
     from packaging.utils import canonicalize_name
 
-    record = json.loads((root / "tango-package.json").read_text(encoding="utf-8"))
     reqs: list[str] = []
-    for name in requirement_files:
+    files = list(requirement_files)
+    record = json.loads((root / "tango-package.json").read_text(encoding="utf-8"))
+    if backend and backend != record.get("backend"):
+        files.append("requirements-host.txt")
+    for name in files:
         f = root / name
         if f.is_file():
-            reqs += [line.split("#")[0].strip() for line in f.read_text().splitlines() if line.split("#")[0].strip()]
-    if backend and backend != record.get("backend"):
-        host = root / "requirements-host.txt"
-        if host.is_file():
-            reqs += [line.split("#")[0].strip() for line in host.read_text().splitlines() if line.split("#")[0].strip()]
-    allowed = requirement_closure(reqs)
+            reqs += [ln.split("#")[0].strip() for ln in f.read_text().splitlines() if ln.split("#")[0].strip()]
+    closure = requirement_closure(reqs)
+    importable = sorted({m for m, dists in metadata.packages_distributions().items()
+                         if any(canonicalize_name(d) in closure for d in dists)} | set(_STARTUP))
     with tempfile.TemporaryDirectory() as tmp:
         if not inputs:
             from PIL import Image
@@ -462,26 +482,25 @@ def audit_imports(root: Path, backend: str | None = None, inputs: list[str] | No
             image = Path(tmp) / "audit.png"
             Image.new("RGB", (40, 30), (90, 140, 200)).save(image)
             inputs = [str(image)]
-        args = [*inputs, "--out", str(Path(tmp) / "out")] + (["--backend", backend] if backend else [])
-        proc = subprocess.run([sys.executable, "-c", _AUDIT, json.dumps(args)], cwd=root, env=_clean_env(None),
-                              capture_output=True, text=True, timeout=600)
+        out_dir = Path(out) if out is not None else Path(tmp) / "out"
+        args = [*inputs, "--out", str(out_dir)] + (["--backend", backend] if backend else [])
+        proc = subprocess.run([sys.executable, "-c", _AUDIT, json.dumps(args), json.dumps(importable)], cwd=root,
+                              env=_clean_env(None), capture_output=True, text=True, timeout=600)
+        summary = out_dir / "predictions.json"
+        predictions = json.loads(summary.read_text())["summary"] if summary.is_file() else None
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("TANGO_AUDIT ")), None)
     if line is None:
-        return CheckResult("imports", "app/predict.py", False, f"the runner did not finish: {proc.stderr[-500:]}")
+        return CheckResult("imports", "app/predict.py", False, f"the runner did not finish: {proc.stderr[-800:]}")
     data = json.loads(line.split(" ", 1)[1])
-    problems = [] if data["code"] in (0, None) else [f"the runner exited with {data['code']}: {proc.stderr[-300:]}"]
-    owners = metadata.packages_distributions()
-    stdlib = set(sys.stdlib_module_names) | set(sys.builtin_module_names)
-    for module in data["modules"]:
-        if module in stdlib or module.startswith(_STARTUP):
-            continue
-        dists = {canonicalize_name(d) for d in owners.get(module, [])}
-        if module.startswith("tango"):
-            problems.append(f"imported {module}: the package must not need tango")
-        elif not dists:
-            problems.append(f"imported {module}, which no installed distribution provides")
-        elif not dists & allowed:
-            problems.append(f"imported {module} (from {sorted(dists)}), which is not in {list(requirement_files)} "
-                            "or what those depend on")
-    detail = "; ".join(problems) if problems else f"{len(data['modules'])} modules, all from the requirements"
-    return CheckResult("imports", "app/predict.py", not problems, detail)
+    problems = []
+    if data["code"] not in (0, None) or predictions is None or predictions["failed"]:
+        problems.append(f"with only its requirements importable the runner failed (exit {data['code']}, "
+                        f"blocked {data['blocked']}): {proc.stderr.strip()[-500:]}")
+    tango = [m for m in data["modules"] if m.startswith("tango")]
+    if tango:
+        problems.append(f"imported {tango}: the package must not need tango")
+    detail = "; ".join(problems) if problems else (
+        f"{len(data['modules'])} modules, all from {', '.join(files)} and their dependencies"
+        + (f"; optional imports blocked: {', '.join(data['blocked'])}" if data["blocked"] else ""))
+    return CheckResult("imports", "app/predict.py", not problems, detail,
+                       {"modules": data["modules"], "blocked": data["blocked"]})
