@@ -22,6 +22,7 @@ import numpy as np
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 
 from . import processing
 from .predictor import Predictor, read_package
@@ -87,10 +88,6 @@ class Metrics:
         return "\n".join(lines) + "\n"
 
 
-class _TooLarge(Exception):
-    pass
-
-
 class Guard:
     """ASGI middleware: the body size limit (header and streamed bytes), metrics per route, and a
     JSON 500 for anything unexpected (so a client always gets a message)."""
@@ -146,7 +143,11 @@ class Guard:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
-                    raise _TooLarge
+                    if message.get("more_body", False):
+                        await self._drain(receive, self.drain)
+                    # raised inside the app, so its exception handler answers (413, JSON), not a 500
+                    raise HTTPException(413, f"request body is over the limit of {self.limit} bytes "
+                                             "(TANGO_MAX_BODY_BYTES)")
             return message
 
         async def tracking_send(message):
@@ -156,12 +157,6 @@ class Guard:
 
         try:
             await self.app(scope, limited_receive, tracking_send)
-        except _TooLarge:
-            if not status["sent"]:
-                status["code"] = 413
-                drained = await self._drain(receive, self.drain)
-                await self._reply(send, 413, f"request body is over the limit of {self.limit} bytes",
-                                  close=not drained)
         except Exception as exc:  # noqa: BLE001  the last line of defence: log it, answer JSON
             if not status["sent"]:
                 status["code"] = 500
@@ -215,6 +210,11 @@ def create_app(max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
     app = FastAPI(title=f"tango: {model.name}", version=str(model.package.get("version", "1")), lifespan=lifespan,
                   docs_url="/docs", redoc_url=None)
     app.state.model, app.state.metrics = model, metrics
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_request: Request, exc: HTTPException):
+        # one error shape everywhere ({"error": ...}, as KServe v2 answers), 404 and 405 included
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
 
     def ready() -> Optional[JSONResponse]:
         if model.predictor is not None:
