@@ -91,7 +91,7 @@ def main() -> None:
     print(row("default hyp, short", args.final, short, t_short))
     print(row("default hyp, whole budget", budget, long, t_long))
     print(row(f"HPO ({searched_epochs} search epochs) + best hyp, short", searched_epochs + args.final, tuned,
-              t_tuned + t_search * len(seeds) / len(seeds)))
+              t_tuned + t_search * len(seeds)))  # per seed: its final training plus the search
 
 
 if __name__ == "__main__":
