@@ -116,8 +116,10 @@ def main() -> None:
                 full = page.evaluate(DRAW_JS, [".bench-200", args.draws, True])
                 # a drag: the selected shape moves, the other 199 come from the cached layer
                 page.locator(".bench-200 .tango-labeler-wrap").evaluate("el => el.scrollIntoView()")
-                probe.eval("lab200.session.select(lab200.session.record.boxes[0].id)")
-                page.wait_for_function("() => true")
+                chosen = probe.eval("lab200.session.record.boxes[0].id")
+                probe.eval(f"lab200.session.select({chosen!r})")
+                page.wait_for_function("id => document.querySelector('.bench-200 .tango-labeler-wrap').dataset.selected === id",
+                                       arg=chosen)
                 busy = page.evaluate(DRAW_JS, [".bench-200", args.draws, False])
                 result["redraw_ms"] = {"no_shapes": summary(base), "200_shapes_full": summary(full),
                                        "200_shapes_interactive": summary(busy)}
@@ -127,9 +129,9 @@ def main() -> None:
 
                 switch, trait = [], []
                 for i in range(args.switches):
-                    target = probe.eval("lab200.session.ds.records[%d].id" % ((i + 1) % 2))
+                    target = probe.eval(f"lab200.session.ds.records[{(i + 1) % 2}].id")
                     t0 = time.perf_counter()
-                    probe.eval("lab200.session.step(%d)" % (1 if i % 2 == 0 else -1))
+                    probe.eval(f"lab200.session.step({1 if i % 2 == 0 else -1})")
                     page.wait_for_function(
                         "id => document.querySelector('.bench-200 .tango-labeler-wrap').dataset.imageId === id",
                         arg=target, polling="raf")

@@ -5,8 +5,10 @@ never hand-drawn per model:
 
 * **structure**: a model with ``layers_info()`` (the YOLO builder) gives one node per config
   layer, its lane (backbone / neck / head / aux) and its inputs; any other model is traced with
-  ``torch.fx``, its direct children being the nodes (a model ``torch.fx`` cannot trace falls
-  back to its children in call order, and the graph says ``approximate``);
+  ``torch.fx``, its direct children being the nodes; code ``torch.fx`` cannot trace is recorded
+  while it runs on the example input (the path that input takes); if even that fails, the
+  children are shown in order and the graph says ``approximate``.  It is the inference graph
+  (eval mode);
 * **numbers**: one traced run (on the ``meta`` device by default: shapes and FLOPs without
   computing anything, so YOLOv7-E6E at 1280 px takes well under a second) records each
   module's output shape, and ``torch.utils.flop_counter`` its FLOPs (a multiply-add counts 2);
@@ -122,7 +124,7 @@ class Graph:
             rows.append((n.id, n.lane or "", n.label, _shape_text(n.shape), f"{n.params:,}", f"{n.flops:,}"))
         rows.append(("total", "", "", "", f"{self.params:,}", f"{self.flops:,}"))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+        return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() for r in rows)
 
 
 def _shape_text(shape: Any) -> str:
@@ -153,21 +155,14 @@ class _Run:
 
         self.outputs: dict[str, Any] = {}
         self.inputs: dict[str, tuple] = {}
-        self.order: list[str] = []
         handles = []
         for fqn, module in model.named_modules():
-            if fqn.count(".") + (1 if fqn else 0) > keep_inputs_depth + 2:
-                keep = False
-            else:
-                keep = True
+            keep = fqn.count(".") + (1 if fqn else 0) <= keep_inputs_depth + 2
             handles.append(module.register_forward_hook(self._hook(fqn, keep)))
-        was_training = model.training
-        model.eval()
         try:
             with torch.no_grad(), FlopCounterMode(display=False) as counter:
                 model(example)
         finally:
-            model.train(was_training)
             for h in handles:
                 h.remove()
         prefix = type(model).__name__
@@ -182,8 +177,6 @@ class _Run:
     def _hook(self, fqn: str, keep: bool):
         def hook(module, args, output):
             self.outputs[fqn] = _shapes(output)
-            if fqn not in self.order:
-                self.order.append(fqn)
             if keep:
                 self.inputs[fqn] = args
         return hook
@@ -259,10 +252,111 @@ def _fx_level(module: nn.Module, fqn: str, run: _Run, depth: int) -> Graph:
     return Graph(type(module).__name__, nodes, edges)
 
 
+def _flat_tensors(obj: Any) -> list[torch.Tensor]:
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    if isinstance(obj, (list, tuple)):
+        return [t for item in obj for t in _flat_tensors(item)]
+    if isinstance(obj, dict):
+        return [t for item in obj.values() for t in _flat_tensors(item)]
+    return []
+
+
+def _run_level(module: nn.Module, fqn: str, run: _Run, depth: int) -> Graph:
+    """The graph of one forward call, recorded while it runs (for code torch.fx cannot trace,
+    e.g. ``list(x.chunk(2, 1))``): every direct child call and every torch function called at
+    this level is a node, edges follow the tensors.  Ops whose result never reaches the output
+    (the test of an ``if``) are dropped; branches not taken on the example input are absent."""
+    from torch.overrides import TorchFunctionMode
+
+    args = run.inputs[fqn]
+    nodes: dict[str, Node] = {}
+    edges: list[Edge] = []
+    producer: dict[int, str] = {}
+    alive: list[Any] = []  # keeps traced tensors alive so their id() stays unique
+    counts: dict[str, int] = {}
+    inside = [0]
+
+    def new_id(name: str) -> str:
+        counts[name] = counts.get(name, 0) + 1
+        return name if counts[name] == 1 else f"{name}_{counts[name] - 1}"
+
+    def link(obj: Any, dst: str) -> None:
+        for t in _flat_tensors(obj):
+            src = producer.get(id(t))
+            if src is not None and src != dst and not any(e.src == src and e.dst == dst for e in edges):
+                edges.append(Edge(src, dst, list(t.shape)))
+
+    def produce(obj: Any, node_id: str) -> None:
+        alive.append(obj)
+        for t in _flat_tensors(obj):
+            producer[id(t)] = node_id
+
+    nodes["input"] = Node("input", "input", "input", kind="input", shape=_shapes(args[0] if len(args) == 1 else args))
+    produce(args, "input")
+
+    class Level(TorchFunctionMode):
+        def __torch_function__(self, func, types, f_args=(), kwargs=None):
+            out = func(*f_args, **(kwargs or {}))
+            if inside[0] == 0 and _flat_tensors(out):
+                name = _fn_name(getattr(func, "__name__", func))
+                node = Node(new_id(name), name, name, kind="function", shape=_shapes(out))
+                nodes[node.id] = node
+                link((f_args, kwargs), node.id)
+                produce(out, node.id)
+            return out
+
+    def before(child_name: str):
+        def hook(mod, h_args):
+            if inside[0] == 0:
+                node = Node(new_id(child_name), type(mod).__name__, child_name, params=_params(mod),
+                            flops=run.flops.get(_join(fqn, child_name), 0))
+                if depth > 0 and any(True for _ in mod.children()):
+                    node.children = _level(mod, _join(fqn, child_name), run, depth - 1)
+                nodes[node.id] = node
+                link(h_args, node.id)
+                mod._tango_graph_node = node.id
+            inside[0] += 1
+        return hook
+
+    def after(mod, h_args, out):
+        inside[0] -= 1
+        if inside[0] == 0:
+            nodes[mod._tango_graph_node].shape = _shapes(out)
+            produce(out, mod._tango_graph_node)
+
+    handles = []
+    for name, child in module.named_children():
+        handles += [child.register_forward_pre_hook(before(name)), child.register_forward_hook(after)]
+    try:
+        with torch.no_grad(), Level():
+            out = module(*args)
+    finally:
+        for h in handles:
+            h.remove()
+        for child in module.children():
+            child.__dict__.pop("_tango_graph_node", None)
+    nodes["output"] = Node("output", "output", "output", kind="output", shape=_shapes(out))
+    link(out, "output")
+    # keep what feeds the output
+    feeds: dict[str, list[str]] = {}
+    for e in edges:
+        feeds.setdefault(e.dst, []).append(e.src)
+    keep, todo = set(), ["output"]
+    while todo:
+        n = todo.pop()
+        if n not in keep:
+            keep.add(n)
+            todo += feeds.get(n, [])
+    keep.add("input")
+    return Graph(type(module).__name__, [n for n in nodes.values() if n.id in keep],
+                 [e for e in edges if e.src in keep and e.dst in keep])
+
+
 def _chain_level(module: nn.Module, fqn: str, run: _Run, depth: int) -> Graph:
-    """Fallback for modules torch.fx cannot trace: the children in the order they ran."""
-    called = [name for name, _ in module.named_children() if _join(fqn, name) in run.outputs]
-    called.sort(key=lambda name: run.order.index(_join(fqn, name)))
+    """Last resort (torch.fx cannot trace it and it never ran): the children in the order they
+    were defined, one after the other."""
+    called = [name for name, _ in module.named_children()]
     nodes = [Node("input", "input", kind="input")]
     for name in called:
         sub = module.get_submodule(name)
@@ -272,16 +366,21 @@ def _chain_level(module: nn.Module, fqn: str, run: _Run, depth: int) -> Graph:
             node.children = _level(sub, _join(fqn, name), run, depth - 1)
         nodes.append(node)
     nodes.append(Node("output", "output", kind="output", shape=run.outputs.get(fqn)))
-    edges = [Edge(a.id, b.id, a.shape) for a, b in zip(nodes, nodes[1:])]
+    edges = [Edge(a.id, b.id, a.shape) for a, b in zip(nodes, nodes[1:], strict=False)]
     return Graph(type(module).__name__, nodes, edges, approximate=True)
 
 
 def _level(module: nn.Module, fqn: str, run: _Run, depth: int) -> Graph:
     try:
-        graph = _fx_level(module, fqn, run, depth)
-    except Exception:  # noqa: BLE001 - data-dependent control flow: fall back, and say so
-        graph = _chain_level(module, fqn, run, depth)
-    return graph
+        return _fx_level(module, fqn, run, depth)
+    except Exception:  # noqa: BLE001 - torch.fx cannot trace it: record a run instead
+        pass
+    if fqn in run.inputs:
+        try:
+            return _run_level(module, fqn, run, depth)
+        except Exception:  # noqa: BLE001 - the last resort below says it is approximate
+            pass
+    return _chain_level(module, fqn, run, depth)
 
 
 def _config_level(model: nn.Module, run: _Run, depth: int, input_shape: list[int]) -> Graph:
@@ -445,13 +544,19 @@ def model_graph(model: nn.Module | str, input_size: int | tuple[int, int] | None
     except StopIteration:
         dev = "cpu"
     example = torch.zeros(1, in_channels, h, w, device=dev)
-    run = _Run(model, example, keep_inputs_depth=depth)
-    input_shape = list(example.shape)
-    if hasattr(model, "layers_info") and hasattr(model, "layers"):
-        graph = _config_level(model, run, depth - 1, input_shape)
-    else:
-        graph = _level(model, "", run, depth - 1)
-        graph.name = type(model).__name__
+    # the inference graph: eval mode for the trace and every re-run (batch-norm statistics of
+    # a real model stay untouched), the caller's mode restored after
+    was_training = model.training
+    model.eval()
+    try:
+        run = _Run(model, example, keep_inputs_depth=depth)
+        input_shape = list(example.shape)
+        if hasattr(model, "layers_info") and hasattr(model, "layers"):
+            graph = _config_level(model, run, depth - 1, input_shape)
+        else:
+            graph = _level(model, "", run, depth - 1)
+    finally:
+        model.train(was_training)
     graph.name = str(name)
     graph.input_shape = input_shape
     if fold:

@@ -9,7 +9,7 @@ are throttled to a few redraws a second and each redraw is one plotly ``batch_up
 from __future__ import annotations
 
 import copy
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import ipywidgets as widgets
 

@@ -7,7 +7,8 @@ static PNG and a report that replays a recorded list of events.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from tango_core import events as ev
 

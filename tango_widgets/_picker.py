@@ -8,7 +8,8 @@ hard-coded here.  "Use this model" writes the choice to the project
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import ipywidgets as widgets
 import traitlets

@@ -7,8 +7,9 @@ safe from the training thread and never opens a GUI window.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ._history import TrainingHistory
 from ._static import figure_png, new_figure, pil_png

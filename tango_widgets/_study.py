@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import ipywidgets as widgets
 
@@ -26,10 +27,10 @@ def pareto_front(points: Sequence[Sequence[float]], directions: Sequence[str]) -
     """Indices of the points no other point dominates (better or equal in every objective and
     strictly better in one)."""
     sign = [1.0 if d == "maximize" else -1.0 for d in directions]
-    scored = [[s * v for s, v in zip(sign, p)] for p in points]
+    scored = [[s * v for s, v in zip(sign, p, strict=False)] for p in points]
     front = []
     for i, a in enumerate(scored):
-        dominated = any(all(x >= y for x, y in zip(b, a)) and any(x > y for x, y in zip(b, a))
+        dominated = any(all(x >= y for x, y in zip(b, a, strict=False)) and any(x > y for x, y in zip(b, a, strict=False))
                         for j, b in enumerate(scored) if j != i)
         if not dominated:
             front.append(i)
@@ -227,7 +228,7 @@ class StudyView(StaticForm, widgets.VBox):
         fixed = self._par_index + 1
         trials = sorted(self.history.trials.items())
         with self.figure.batch_update():
-            for k, (n, t) in enumerate(trials):
+            for k, (_n, t) in enumerate(trials):
                 if fixed + k >= len(self.figure.data):
                     break
                 tr = self.figure.data[fixed + k]
@@ -291,7 +292,7 @@ class StudyView(StaticForm, widgets.VBox):
             ax_right.set_ylabel(h.objectives[1], fontsize=8)
             ax_right.set_title("Pareto front", fontsize=10)
         else:
-            for i, (n, t) in enumerate(sorted(h.trials.items())):
+            for i, (_n, t) in enumerate(sorted(h.trials.items())):
                 ax_right.plot([s for s, _ in t["reports"]], [v for _, v in t["reports"]], lw=1,
                               ls=":" if t["state"] == "pruned" else "-", color=PALETTE[i % len(PALETTE)])
             ax_right.set_title("intermediate values", fontsize=10)

@@ -37,7 +37,7 @@ def test_resnet_cifar_graph_numbers_match_the_model_and_registry():
     ids = [n.id for n in g.nodes]
     assert ids[0] == "x" and ids[-1] == "output"
     chain = ["conv1", "bn1", "relu", "layer1", "layer2", "layer3", "pool", "flatten", "fc", "output"]
-    assert all((a, b) in _edges(g) for a, b in zip(chain, chain[1:]))
+    assert all((a, b) in _edges(g) for a, b in zip(chain, chain[1:], strict=False))
     assert g.node("layer2").shape == [1, 32, 16, 16] and g.node("fc").shape == [1, 10]
     assert g.node("relu").kind == "function" and g.node("layer1").kind == "module"
     _check_layout(g)
@@ -88,7 +88,7 @@ class _ConfigNet(nn.Module):
 
     def layers_info(self):
         out = []
-        for i, (layer, frm, part) in enumerate(zip(self.layers, self._inputs, self._parts)):
+        for i, (layer, frm, part) in enumerate(zip(self.layers, self._inputs, self._parts, strict=False)):
             inputs = list(frm) if isinstance(frm, tuple) else [frm]
             out.append({"index": i, "part": part, "block": type(layer).__name__, "args": {}, "inputs": inputs,
                         "stride": 1.0})
@@ -96,7 +96,7 @@ class _ConfigNet(nn.Module):
 
     def forward(self, x):
         outs = []
-        for layer, frm in zip(self.layers, self._inputs):
+        for layer, frm in zip(self.layers, self._inputs, strict=False):
             x = layer([outs[j] for j in frm]) if isinstance(frm, tuple) else layer(x if frm < 0 else outs[frm])
             outs.append(x)
         return x
@@ -136,13 +136,43 @@ class _Branchy(nn.Module):
         return self.head(x.mean((2, 3)))
 
 
-def test_untraceable_models_fall_back_to_call_order_and_say_so():
+def test_code_torch_fx_cannot_trace_is_recorded_while_it_runs():
     model = _Branchy()
     g = model_graph(model, input_size=16)
-    assert g.approximate
-    assert [n.id for n in g.nodes] == ["input", "a", "b", "head", "output"]
+    assert not g.approximate
+    # the branch test (sum > -1e9) feeds nothing: it is not drawn
+    assert [n.id for n in g.nodes] == ["input", "a", "b", "mean", "head", "output"]
+    assert ("b", "mean") in _edges(g) and ("mean", "head") in _edges(g)
     assert g.node("b").shape == [1, 4, 16, 16] and g.node("head").shape == [1, 2]
     assert g.params == sum(p.numel() for p in model.parameters())
+
+
+class _RunsOnce(_Branchy):
+    """A stateful block that refuses a second call, so it cannot be recorded again."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        if self.calls > 1:
+            raise RuntimeError("already consumed")
+        return super().forward(x)
+
+
+def test_a_model_that_cannot_be_traced_or_rerun_still_gets_an_approximate_graph():
+    g = model_graph(nn.Sequential(nn.Conv2d(3, 3, 3, padding=1), _RunsOnce()), input_size=16)
+    assert g.approximate and [n.id for n in g.nodes] == ["input", "0", "1", "output"]
+    assert g.node("1").shape == [1, 2] and g.node("0").params == 84  # numbers from the one run
+
+
+def test_tracing_leaves_a_real_model_unchanged():
+    model = create_model("resnet-cifar20").train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model_graph(model, input_size=32, depth=3)
+    assert model.training
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
 def test_meta_trace_equals_a_real_run():
@@ -185,3 +215,33 @@ def test_bad_input_gets_clear_errors():
     g = model_graph("resnet-cifar20")
     with pytest.raises(UnknownNameError, match="graph node"):
         g.find("layer1/nope")
+
+
+@pytest.mark.parametrize("name", ["yolov7-tiny", "yolov9-t"])
+def test_yolo_graphs_follow_the_config_in_backbone_neck_head_lanes(name):
+    g = model_graph(name, input_size=64, depth=2)
+    with torch.device("meta"):
+        model = create_model(name)
+    layers = model.layers_info()
+    assert g.lanes[0] == "backbone" and g.lanes[-1] == "head" and "neck" in g.lanes
+    assert [n.lane for n in g.nodes[1:]] == [info["part"] for info in layers]
+    assert g.params == sum(p.numel() for p in model.parameters())
+    edges = _edges(g)
+    for info in layers:
+        for j in info["inputs"]:
+            assert ("input" if j < 0 else str(j), str(info["index"])) in edges
+    _check_layout(g)
+    block = next(n for n in g.nodes if n.type in ("ELAN", "RepNCSPELAN4"))
+    assert block.children is not None and block.children.params == block.params
+    assert any(n.type == "cat" for n in block.children.nodes)  # the aggregation inside the block
+
+
+def test_the_largest_yolo_graph_stays_small_enough_to_draw():
+    import json
+
+    g = model_graph("yolov7-e6e", input_size=1280, depth=3)
+    assert len(g.nodes) > 60 and set(g.lanes) >= {"backbone", "neck", "head"}
+    assert len(json.dumps(g.to_dict())) < 1_000_000  # sent to the browser once
+    deepest = [n for n in g.nodes if n.lane == "backbone" and n.kind == "module"][-1]
+    assert deepest.shape[-2:] == [20, 20]            # stride 64 at 1280 px
+    _check_layout(g)

@@ -272,6 +272,7 @@ function render({ model, el }) {
     stats.times.push(dt);
     if (stats.times.length > 200) stats.times.shift();
     wrap.dataset.draws = String(stats.draws);
+    wrap.dataset.selected = selected;
   }
 
   // --- hit testing -------------------------------------------------------------------------

@@ -10,8 +10,9 @@ these calls.  Coordinates are image pixels.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from tango_core.data import Box, Dataset, ImageRecord, Polygon
 from tango_core.errors import ConfigError, DataError

@@ -10,8 +10,9 @@ happen in the browser only.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import anywidget
 import ipywidgets as widgets
@@ -333,7 +334,7 @@ class Labeler(StaticForm, widgets.VBox):
             predictions = [[(index[p.name], p.confidence)] if p.name in index else []
                            for p in predictor([str(x) for x in paths])]
         count = 0
-        for rec, pred in zip(records, predictions):
+        for rec, pred in zip(records, predictions, strict=False):
             items = [pred] if isinstance(pred, tuple) else list(pred or [])
             items = [p for p in items if (p[1] if isinstance(p, tuple) else (p.score or 0.0)) >= min_score]
             if items:

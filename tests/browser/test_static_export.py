@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from _harness import ARTIFACTS, REPO, SENTINEL, write_notebook
 
 pytestmark = [pytest.mark.browser, pytest.mark.notebook, pytest.mark.slow]

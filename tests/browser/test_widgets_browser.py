@@ -13,9 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import expect
-
 from _harness import ARTIFACTS, KernelProbe, open_and_run, write_notebook
+from playwright.sync_api import expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -105,7 +104,7 @@ def label_with_the_mouse(page, store: Path, prefix: str) -> None:
     page.keyboard.press("Enter")
     images = wait_store(store, lambda im: len(im[0]["polygons"]) == 1)
     points = images[0]["polygons"][0]["points"]
-    assert len(points) == 4 and all(p == pytest.approx(c, abs=1.5) for p, c in zip(points, corners)), points
+    assert len(points) == 4 and all(p == pytest.approx(c, abs=1.5) for p, c in zip(points, corners, strict=False)), points
     assert images[0]["polygons"][0]["cls"] == 1        # new shapes take the current class
     expect(page.locator(".tango-labeler-progress")).to_have_text("1 of 2 labeled")
     page.locator(".tango-labeler").screenshot(path=str(ARTIFACTS / f"{prefix}_labeler.png"))

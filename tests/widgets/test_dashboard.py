@@ -31,7 +31,7 @@ def emit_run(bus: ev.EventBus, epochs: int = 3, steps: int = 10, end: bool = Tru
         bus.emit(ev.VAL_END, epoch=epoch, metrics=metrics, fitness=metrics["top1"], time=0.1)
         bus.emit(ev.EPOCH_END, epoch=epoch, train_loss=loss, metrics=metrics, fitness=metrics["top1"],
                  epoch_time=0.2, total_time=0.2 * (epoch + 1))
-        bus.emit(ev.CHECKPOINT, path=f"runs/train/1/last.pt", kind="last", epoch=epoch)
+        bus.emit(ev.CHECKPOINT, path="runs/train/1/last.pt", kind="last", epoch=epoch)
     if plots:
         rng = np.random.default_rng(0)
         bus.emit(ev.VAL_PLOTS, epoch=epochs - 1, class_names=["a", "b", "c"],

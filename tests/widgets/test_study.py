@@ -25,7 +25,7 @@ def test_pareto_front_mixed_directions():
 def _single_objective_study(bus):
     lrs = [0.1, 0.01, 0.3, 0.05]
     scores = [0.6, 0.8, 0.4, 0.7]
-    for n, (lr, score) in enumerate(zip(lrs, scores)):
+    for n, (lr, score) in enumerate(zip(lrs, scores, strict=False)):
         params = {"lr0": lr, "optimizer": "sgd" if n % 2 else "adam"}
         bus.emit(ev.TRIAL_START, study="hpo", trial=n, params=params)
         for step in range(3):
