@@ -285,10 +285,9 @@ def deploy_panel(app) -> widgets.Widget:
     result = widgets.HTML()
 
     def action():
-        from tango_core.errors import require
+        from tango_core.deploy import deploy
 
-        deploy = require("tango_core.deploy", "deploy", "deploy packages")
-        return deploy.deploy(p)
+        return deploy(p)
 
     def done(out) -> None:
         result.value = f"<div>package: {escape(getattr(out, 'path', out))}</div>"

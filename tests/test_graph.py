@@ -236,6 +236,7 @@ def test_yolo_graphs_follow_the_config_in_backbone_neck_head_lanes(name):
     assert any(n.type == "cat" for n in block.children.nodes)  # the aggregation inside the block
 
 
+@pytest.mark.slow
 def test_the_largest_yolo_graph_stays_small_enough_to_draw():
     import json
 

@@ -135,7 +135,7 @@ def test_static_html_lists_stage_status(project_factory, frontend):
 
 @pytest.mark.slow
 def test_whole_pipeline_train_and_export(project_factory, frontend):
-    """data -> labels -> model -> train (1 epoch, 16 px) -> export (ONNX), all through the app."""
+    """data -> model -> train (1 epoch, 16 px) -> export (ONNX) -> deploy, all through the app."""
     project = project_factory(task="classification", target="x86-cpu")
     app = PipelineApp(project, background=False)
     sample, size, make = app.panel("data").children[3].children
@@ -161,3 +161,11 @@ def test_whole_pipeline_train_and_export(project_factory, frontend):
     assert project.stages["export"].status == "completed", app._message.value
     assert "onnx" in project.stages["export"].info["exports"]
     assert "onnx" in app._body.children[0].children[1].value
+    frontend.click(app._buttons["deploy"])
+    info, go, result = app._body.children[0].children
+    frontend.click(go)
+    assert project.stages["deploy"].status == "completed", app._message.value
+    assert str(project.path("deploy", "x86-cpu")) in result.value
+    assert (project.path("deploy", "x86-cpu") / "Dockerfile").exists()
+    assert app.resume_step() == "labels" and all(  # the sample came labelled; the step was skipped
+        b.button_style == "success" for name, b in app._buttons.items() if name not in ("labels",))
