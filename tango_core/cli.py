@@ -124,6 +124,20 @@ def demo(out: Path = typer.Option(Path("runs/demo"), help="run folder"),
         typer.echo(f"{key}: {value}")
 
 
+@app.command()
+def graph(model: str = typer.Argument(..., help="a registered model name, e.g. yolov7-tiny"),
+          size: Optional[int] = typer.Option(None, help="input size in px (default: the model's)"),
+          as_json: bool = typer.Option(False, "--json", help="the whole graph (with block insides) as JSON")) -> None:
+    """Print a model's graph: each layer's lane, output shape, parameters and FLOPs."""
+    from .graph import model_graph
+
+    g = model_graph(model, input_size=size, depth=3 if as_json else 1)
+    if as_json:
+        _echo_json(g.to_dict())
+    else:
+        typer.echo(g.summary())
+
+
 def _add_subcommands() -> None:
     # each area owns its commands; a module still being written is simply absent
     for module, attr, name in (("cli_data", "app", "data"), ("cli_train", "app", None),

@@ -246,3 +246,19 @@ def test_the_largest_yolo_graph_stays_small_enough_to_draw():
     deepest = [n for n in g.nodes if n.lane == "backbone" and n.kind == "module"][-1]
     assert deepest.shape[-2:] == [20, 20]            # stride 64 at 1280 px
     _check_layout(g)
+
+
+def test_cli_prints_the_graph():
+    import json
+
+    from typer.testing import CliRunner
+
+    from tango_core.cli import app
+
+    runner = CliRunner()
+    out = runner.invoke(app, ["graph", "resnet-cifar20"])
+    assert out.exit_code == 0, out.output
+    assert "layer3" in out.output and "81,102,080" in out.output
+    out = runner.invoke(app, ["graph", "resnet-cifar20", "--size", "64", "--json"])
+    data = json.loads(out.output)
+    assert data["input_shape"] == [1, 3, 64, 64] and data["flops"] == 4 * 81_102_080 - 3 * 1_280  # the fc layer does not scale
