@@ -68,6 +68,7 @@ def test_quickstart_with_detection_parameters(tmp_path):
 STAGE_RUNS = {
     "02_classification": [{}, {"model": "resnet-cifar32", "imgsz": 24, "n_per_class": 12, "epochs": 2,
                                "batch_size": "auto", "target": "galaxy-s22"}],
+    "03_detection": [{}, {"model": "yolov9-t", "n_images": 24, "imgsz": 64, "epochs": 1, "batch_size": 4}],
 }
 
 
