@@ -164,6 +164,7 @@ def run_worker(study, spec: dict[str, Any], objective: Callable, bus: ev.EventBu
     ran = 0
 
     def wrapped(trial: optuna.Trial):
+        _first_heartbeat(study, trial)
         trial.set_user_attr(WORKER_ATTR, worker_id())
         return objective(trial)
 
@@ -184,7 +185,8 @@ def run_worker(study, spec: dict[str, Any], objective: Callable, bus: ev.EventBu
         if trials is not None and budget_used(study) >= trials and not waiting(study):
             # a trial still running elsewhere may belong to a dead worker: its retry will need a
             # worker, so stay until every trial has finished (or gone stale and been queued again)
-            if not running(study):
+            # where a dead worker can be told: by heartbeat, or by process id on this machine
+            if not _resolvable_running(study):
                 break
             time.sleep(poll_s)
             continue
@@ -193,10 +195,29 @@ def run_worker(study, spec: dict[str, Any], objective: Callable, bus: ev.EventBu
     return ran
 
 
-def running(study) -> int:
+def _heartbeat_s(study) -> int | None:
+    getter = getattr(study._storage, "get_heartbeat_interval", None)
+    return getter() if getter else None
+
+
+def _first_heartbeat(study, trial) -> None:
+    """Beat once before the objective starts: Optuna's heartbeat thread records its first beat
+    asynchronously, and a trial whose worker dies before any beat would never be found stale."""
+    if _heartbeat_s(study):
+        study._storage.record_heartbeat(trial._trial_id)
+
+
+def _resolvable_running(study) -> bool:
+    """Whether running trials remain whose end (or worker's death) this worker will notice."""
     from optuna.trial import TrialState
 
-    return len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+    trials = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    if not trials:
+        return False
+    if _heartbeat_s(study):
+        return True
+    host = worker_id()["host"]
+    return any((t.user_attrs.get(WORKER_ATTR) or {}).get("host") == host for t in trials)
 
 
 def _fail_stale(study) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import threading
 
 import pytest
 from conftest import FAST_HYP
@@ -12,62 +14,68 @@ from helpers import python, wait_for_line
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
-TRIALS = 6
-FIRST = """
-from tango_core import events as ev
-from tango_core.autonn import tune
-bus = ev.EventBus()
-bus.subscribe(ev.TRIAL_START, lambda e: print("START", e["trial"], flush=True))
-r = tune({digits!r}, "resnet-cifar20", trials={trials}, epochs=2, hyp={hyp!r}, storage={url!r}, study="dist",
-         pruner="none", retrain=False, events=bus, imgsz=16, batch_size=16, threads=1)
-print("BEST", r.best_trial, flush=True)
-"""
+TRIALS = 4
 JOIN = """
 from tango_core.autonn._worker import main
 main(["--storage", {url!r}, "--study", "dist", "--threads", "1", "--wait-s", "120"])
 """
 
 
-def test_workers_share_one_postgres_study_and_survive_a_killed_worker(tmp_path, digits, pg_url):
+def test_workers_share_one_postgres_study_and_survive_a_killed_worker(tmp_path, digits, pg_url, monkeypatch):
     import optuna
     from optuna.trial import TrialState
 
+    from tango_core import events as ev
+    from tango_core.autonn import tune
+
+    monkeypatch.setenv("TANGO_HEARTBEAT_S", "1")
     env = {"TANGO_HEARTBEAT_S": "1"}
-    first = python(FIRST.format(digits=str(digits), trials=TRIALS, hyp=FAST_HYP, url=pg_url), tmp_path, env)
     joiner = python(JOIN.format(url=pg_url), tmp_path, env)
     # this one plays a worker on another machine: only its heartbeat can tell that it died
     doomed = python(JOIN.format(url=pg_url), tmp_path, dict(env, TANGO_WORKER_HOST="another-machine"))
-    logs: dict[str, list[str]] = {"first": [], "joiner": [], "doomed": []}
-    try:
+    logs: dict[str, list[str]] = {"joiner": [], "doomed": []}
+    killed: list[int] = []
+
+    def kill_when_busy() -> None:
         line = wait_for_line(doomed, "started", logs["doomed"])
-        killed_trial = int(line.split("trial ")[1].split()[0])
+        killed.append(int(line.split("trial ")[1].split()[0]))
         os.kill(doomed.pid, signal.SIGKILL)
-        doomed.wait(30)
-        for name, proc in (("first", first), ("joiner", joiner)):
-            out, _ = proc.communicate(timeout=400)
-            logs[name].append(out)
-            assert proc.returncode == 0, f"{name} failed:\n{''.join(logs[name])}"
+
+    killer = threading.Thread(target=kill_when_busy, daemon=True)
+    killer.start()
+    try:
+        # this process is the first worker: it creates the study the others wait for
+        bus = ev.EventBus()
+        rec = ev.Recorder(bus, ev.TRIAL_START)
+        result = tune(digits, "resnet-cifar20", trials=TRIALS, epochs=1, hyp=FAST_HYP, storage=pg_url, study="dist",
+                      pruner="none", retrain=False, events=bus, imgsz=16, batch_size=16, threads=1)
+        killer.join(120)
+        out, _ = joiner.communicate(timeout=300)
+        logs["joiner"].append(out)
+        assert joiner.returncode == 0, f"the joining worker failed:\n{''.join(logs['joiner'])}"
     finally:
-        for proc in (first, joiner, doomed):
+        for proc in (joiner, doomed):
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
 
+    assert killed, f"the doomed worker never started a trial:\n{''.join(logs['doomed'])}"
     study = optuna.load_study(study_name="dist", storage=pg_url)
     trials = study.get_trials(deepcopy=False)
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
-    killed = trials[killed_trial]
-    assert killed.state == TrialState.FAIL and killed.user_attrs["worker"]["host"] == "another-machine"
-    retries = [t for t in trials if t.user_attrs.get("retry_of") == [killed_trial]]
+    lost = trials[killed[0]]
+    assert lost.state == TrialState.FAIL and lost.user_attrs["worker"]["host"] == "another-machine"
+    retries = [t for t in trials if t.user_attrs.get("retry_of") == [lost.number]]
     assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
-    assert retries[0].params == killed.params
+    assert retries[0].params == lost.params
     # every trial of the budget finished once (a worker may start one more as the budget runs out)
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     assert TRIALS <= len(done) <= TRIALS + 1
-    assert [t for t in trials if t.state == TrialState.FAIL] == [killed]
+    assert [t for t in trials if t.state == TrialState.FAIL] == [lost]
     params = [tuple(sorted(t.params.items())) for t in done]
     assert len(set(params)) == len(params), "a set of hyper-parameters ran twice"
-    # both surviving workers took trials
-    hosts = {(t.user_attrs["worker"]["host"], t.user_attrs["worker"]["pid"]) for t in done}
-    assert len(hosts) == 2
-    assert "BEST" in "".join(logs["first"])
+    # both surviving workers took trials; this one reported what it ran
+    workers = {(t.user_attrs["worker"]["host"], t.user_attrs["worker"]["pid"]) for t in done}
+    assert len(workers) == 2 and (socket.gethostname(), os.getpid()) in workers
+    assert {e["trial"] for e in rec.events} == {t.number for t in done if t.user_attrs["worker"]["pid"] == os.getpid()}
+    assert result.best_trial in {t.number for t in done}
