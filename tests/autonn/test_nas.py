@@ -59,9 +59,21 @@ def test_yolov7_elan_depth_keeps_the_concatenation_pattern():
     model = space.build(arch, num_classes=3)
     assert elan_depths(model.cfg) == [1] * n
     assert sum(p.numel() for p in model.parameters()) < 6_228_762 / 4
-    model.eval()
-    out = model(torch.zeros(1, 3, 64, 64))
-    assert out is not None
+
+
+@pytest.mark.slow
+def test_a_yolov7_candidate_exports_and_is_timed(tmp_path):
+    from tango_core.autonn._latency import measure_latency
+    from tango_core.export import read_metadata
+
+    space = get_space("yolov7")
+    n = len(space.base_params("yolov7-tiny")) - 1
+    model = space.build(space.arch("yolov7-tiny", {**{f"elan{i + 1}": 2 for i in range(n)}, "width": 0.5}), 3)
+    lat = measure_latency(model, "onnx", imgsz=64, out=tmp_path, name="y", task="detection",
+                          class_names=["a", "b", "c"], repeats=5)
+    meta, _ = read_metadata(lat.path)
+    assert meta["task"] == "detection" and meta["verification"]["passed"]
+    assert lat.median_ms > 0 and len(lat.times_ms) == 5
 
 
 def test_latency_predictor_recovers_a_linear_cost_and_reports_held_out_error():
