@@ -153,6 +153,8 @@ def test_whole_pipeline_train_and_export(project_factory, frontend):
     frontend.click(start)
     assert project.stages["training"].status == "completed", app._message.value
     assert board.history.end is not None and board._progress.value == 1.0
+    assert board._eval.children == (board._confusion, board._samples)  # from the engine's val_plots
+    assert "torch" in board._info.value and "resnet-cifar" in board._info.value
     assert "training done" in app._message.value and resume.disabled
     frontend.click(app._buttons["export"])
     formats, side = app._body.children[0].children[0].children
