@@ -72,8 +72,26 @@ def _transform_points(points: np.ndarray, m: np.ndarray) -> np.ndarray:
     return points @ m[:2, :2].T + m[:2, 2]
 
 
+def _cv2():
+    """OpenCV when installed (the ``detection`` extra): ~50x faster warps and colour conversions."""
+    try:
+        import cv2
+    except ImportError:
+        return None
+    return cv2
+
+
 def _warp(image: np.ndarray, m: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
-    """``image`` warped by the 3x3 affine ``m`` (input pixel -> output pixel), bilinear, grey border."""
+    """``image`` warped by the 3x3 affine ``m`` (input -> output, continuous pixel coordinates where
+    pixel ``i`` covers ``[i, i + 1)``), bilinear, grey border."""
+    cv2 = _cv2()
+    if cv2 is not None:
+        # OpenCV addresses pixel centres by integer indices: shift by half a pixel on both sides
+        shift = np.array([[1, 0, 0.5], [0, 1, 0.5], [0, 0, 1.0]])
+        m_idx = np.linalg.inv(shift) @ m @ shift
+        out = cv2.warpAffine(np.ascontiguousarray(image), m_idx[:2], (out_hw[1], out_hw[0]), flags=cv2.INTER_LINEAR,
+                             borderMode=cv2.BORDER_CONSTANT, borderValue=(PAD_VALUE,) * 3)
+        return out[:, :, None] if out.ndim == 2 else out
     h, w = image.shape[:2]
     oh, ow = out_hw
     inv = np.linalg.inv(m)
@@ -298,6 +316,15 @@ def augment_hsv(image: np.ndarray, rng: np.random.Generator, hgain: float = 0.01
             return np.clip(image.astype(np.float32) * g, 0, 255).round().astype(np.uint8)
         return image
     gh, gs, gv = rng.uniform(-1, 1, 3) * [hgain, sgain, vgain] + 1
+    cv2 = _cv2()
+    if cv2 is not None:  # look-up tables on OpenCV's 8-bit HSV (hue in 0..179)
+        hue, sat, val = cv2.split(cv2.cvtColor(image, cv2.COLOR_RGB2HSV))
+        x = np.arange(256, dtype=np.float64)
+        lut_h = ((x * gh) % 180).astype(np.uint8)
+        lut_s = np.clip(x * gs, 0, 255).astype(np.uint8)
+        lut_v = np.clip(x * gv, 0, 255).astype(np.uint8)
+        merged = cv2.merge((cv2.LUT(hue, lut_h), cv2.LUT(sat, lut_s), cv2.LUT(val, lut_v)))
+        return cv2.cvtColor(merged, cv2.COLOR_HSV2RGB)
     x = torch.from_numpy(image).float() / 255
     r, g, b = x.unbind(-1)
     maxc, _ = x.max(-1)

@@ -284,3 +284,21 @@ def test_recipes():
     assert default_hyp("yolov9")["close_mosaic"] == 15 and default_hyp("yolov7")["mosaic9_fraction"] == 0.2
     with pytest.raises(KeyError, match="Did you mean 'mixup'"):
         default_hyp("yolov7", mixupp=0.1)
+
+
+def test_opencv_and_torch_backends_agree(monkeypatch):
+    import tango_core.detection._augment as aug
+
+    rng = np.random.default_rng(7)
+    img = rng.integers(0, 256, (50, 70, 3), dtype=np.uint8)
+    m = random_affine_matrix(np.random.default_rng(3), (50, 70), (40, 40), degrees=20, scale=0.3, shear=3)
+    fast_warp = aug._warp(img, m, (40, 40))
+    fast_hsv = augment_hsv(img, np.random.default_rng(1))
+    monkeypatch.setattr(aug, "_cv2", lambda: None)
+    slow_warp = aug._warp(img, m, (40, 40))
+    slow_hsv = augment_hsv(img, np.random.default_rng(1))
+    assert np.abs(fast_warp.astype(int) - slow_warp).max() <= 1  # same sampling, rounding apart
+    # OpenCV quantises hue to 180 steps: allow that much, on average the images agree closely
+    assert np.abs(fast_hsv.astype(int) - slow_hsv).mean() < 3
+    identity = aug._warp(img, np.eye(3), (50, 70))
+    np.testing.assert_array_equal(identity, img)
