@@ -10,6 +10,12 @@ docs/export.md.
 from __future__ import annotations
 
 import importlib
+import os
+
+# converters print progress bars and C++ logs into notebooks and reports; set these variables
+# yourself to see them again
+os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from ._exporter import ExportError, ExportResult, VerificationError, export
 from ._runners import load_exported, read_metadata
