@@ -87,15 +87,20 @@ def open_storage(where: str | os.PathLike | None = None, project: Any = None, he
         if url.startswith("postgresql"):
             require("psycopg2", "autonn", "studies on PostgreSQL")
         engine_kwargs = {"pool_pre_ping": True}
+    import inspect
+
     import sqlalchemy.exc
     from optuna.storages import RDBStorage
 
+    # Optuna 4.9 renamed failed_trial_callback to heartbeat_stale_trial_callback
+    callback = "heartbeat_stale_trial_callback" if "heartbeat_stale_trial_callback" in \
+        inspect.signature(RDBStorage).parameters else "failed_trial_callback"
     for attempt in range(6):
         try:
             with warnings.catch_warnings():  # the heartbeat is "experimental" since Optuna 2.9
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_s,
-                                  grace_period=GRACE_FACTOR * heartbeat_s, heartbeat_stale_trial_callback=retry_trial)
+                                  grace_period=GRACE_FACTOR * heartbeat_s, **{callback: retry_trial})
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
             # workers started together on an empty database race to create Optuna's tables: the
             # loser finds them made on its next try
