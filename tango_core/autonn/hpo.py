@@ -13,7 +13,6 @@ it with ``tango tune --storage postgresql://… --study NAME --join``.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,9 +106,10 @@ def tune(data: Any = None, model: str | None = None, *, trials: int | None = 20,
     ``space``: None (``hpo_spaces.yaml`` for the task), a mapping or a YAML file.  ``hyp``: fixed
     hyper-parameters every trial uses (e.g. ``{"fliplr": 0}`` for digits).  ``sampler``: tpe | gp |
     random; ``pruner``: median | hyperband | none.  ``enqueue``: settings to try first (after the
-    engine's defaults, trial 0, unless ``enqueue_defaults=False``).  ``workers``: processes on this machine (more
-    machines join with ``tango tune --join``).  With a Project, the best hyp is written to it
-    (stage ``hpo``) and, with ``retrain``, the final model is trained with it (stage ``training``).
+    engine's defaults, trial 0, unless ``enqueue_defaults=False``).  ``workers``: processes on
+    this machine (more machines join with ``tango tune --join``).  With a Project, the best hyp
+    is written to it (stage ``hpo``) and, with ``retrain``, the final model is trained with it
+    (stage ``training``).
     """
     from ..models import model_info
 
@@ -126,8 +126,10 @@ def tune(data: Any = None, model: str | None = None, *, trials: int | None = 20,
     full, source = load_space(space, task)
     known = _known_hyp()
     skipped = [k for k in full if k not in known]
-    if space is not None and not isinstance(space, (str, os.PathLike)) and skipped and not set(full) - set(skipped):
-        raise ConfigError(source, skipped[0], "is not a training hyper-parameter", f"known: {sorted(known)}")
+    if space is not None and skipped:  # the built-in spaces name more than one model family uses; yours should not
+        from ..errors import UnknownNameError
+
+        raise UnknownNameError(f"hyper-parameter (in {source})", skipped[0], list(known))
     fixed = {**(project.config.hyp if project is not None else {}), **(hyp or {})}
     unknown = [k for k in fixed if k not in known]
     if unknown:

@@ -52,6 +52,16 @@ def test_space_file_per_task_and_clipping(tmp_path):
     assert clip_into(space, {"lr0": 0.05, "batch": 64, "other": 1}) == {"lr0": 0.01}
 
 
+def test_a_typo_in_your_own_space_is_an_error(digits, tmp_path):
+    from tango_core.autonn import tune
+
+    with pytest.raises(UnknownNameError, match="'lr'. Did you mean .*'lr0'"):
+        tune(digits, "resnet-cifar20", space={"lr": {"low": 1e-4, "high": 0.1}}, storage=tmp_path / "s.db")
+    with pytest.raises(UnknownNameError, match="'fliplrr'.*Did you mean 'fliplr'"):
+        tune(digits, "resnet-cifar20", hyp={"fliplrr": 0}, storage=tmp_path / "s.db")
+    assert not (tmp_path / "s.db").exists()  # nothing was started
+
+
 def test_a_study_keeps_its_settings(tmp_path):
     from tango_core.autonn._storage import open_storage
     from tango_core.autonn._study import open_study
