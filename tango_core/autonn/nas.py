@@ -133,6 +133,7 @@ def nas_spec(**kw: Any) -> dict[str, Any]:
 def make_objective(spec: dict[str, Any], data: Any, bus: ev.EventBus, threads: int | None = None):
     """The objective of a NAS study: (accuracy after a short training, latency on the target)."""
     from ..engine import Trainer
+    from ..models import create_model
     from ..models.weights import read_weights
     from ._latency import LatencyPredictor, cost_features, measure_latency
 
@@ -169,8 +170,6 @@ def make_objective(spec: dict[str, Any], data: Any, bus: ev.EventBus, threads: i
                     reporter.diverged(reporter.last_epoch or 0, float("nan"))
                 raise
             meta = read_weights(result.best)
-            from ..models import create_model
-
             model = create_model(cand, num_classes=spec["num_classes"], in_channels=spec["in_channels"])
             feats = cost_features(model, spec["imgsz"], spec["in_channels"])
             trial.set_user_attr("features", feats)
@@ -217,6 +216,10 @@ def _calibrate(study, spec: dict[str, Any], latency_table: Any, samples: int, se
             entries.append({"params": params})
     out = Path(spec["runs"]) / "latency_calibration"
     for i, entry in enumerate(entries):
+        missing = sorted(set(spec["choices"]) - set(entry["params"]))
+        if missing:
+            raise ConfigError("latency_table", f"[{i}].params", f"lacks the choices {missing}",
+                              f"give every choice of the {spec['space']} space: {sorted(spec['choices'])}")
         model = space.build(space.arch(spec["model"], entry["params"]), spec["num_classes"], spec["in_channels"])
         rows.append(cost_features(model, spec["imgsz"], spec["in_channels"]))
         if "latency_ms" in entry:

@@ -172,3 +172,6 @@ def test_a_target_whose_runtime_does_not_run_here_gets_predicted_latencies(tmp_p
     with pytest.raises(ConfigError, match="latency_ms"):
         search(digits, "resnet-cifar20", trials=1, target="jetson-nano", storage=tmp_path / "s.db", study="bad",
                latency_table=[{"params": {}}, {"params": {}}], **TRAIN)
+    with pytest.raises(ConfigError, match=r"\[0\]\.params.*lacks the choices \['width'\]"):
+        search(digits, "resnet-cifar20", trials=1, target="jetson-nano", storage=tmp_path / "s.db", study="bad2",
+               latency_table=[{"params": {"depth1": 1, "depth2": 1, "depth3": 1}, "latency_ms": 1.0}] * 2, **TRAIN)
