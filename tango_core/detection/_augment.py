@@ -109,6 +109,12 @@ def _warp(image: np.ndarray, m: np.ndarray, out_hw: tuple[int, int]) -> np.ndarr
 def _resize(image: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     if image.shape[:2] == tuple(hw):
         return image
+    cv2 = _cv2()
+    if cv2 is not None:  # area averaging to shrink, bilinear to enlarge (as the repositories do)
+        down = hw[0] < image.shape[0] or hw[1] < image.shape[1]
+        out = cv2.resize(np.ascontiguousarray(image), (hw[1], hw[0]),
+                         interpolation=cv2.INTER_AREA if down else cv2.INTER_LINEAR)
+        return out[:, :, None] if out.ndim == 2 else out
     x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
     down = hw[0] < image.shape[0] or hw[1] < image.shape[1]
     y = F.interpolate(x, size=hw, mode="bilinear", align_corners=False, antialias=down)

@@ -294,9 +294,15 @@ def test_opencv_and_torch_backends_agree(monkeypatch):
     m = random_affine_matrix(np.random.default_rng(3), (50, 70), (40, 40), degrees=20, scale=0.3, shear=3)
     fast_warp = aug._warp(img, m, (40, 40))
     fast_hsv = augment_hsv(img, np.random.default_rng(1))
+    smooth = np.kron(rng.integers(0, 256, (5, 7, 3)), np.ones((10, 10, 1))).astype(np.uint8)
+    fast_small, fast_big = aug._resize(smooth, (25, 35)), aug._resize(smooth, (80, 112))
     monkeypatch.setattr(aug, "_cv2", lambda: None)
     slow_warp = aug._warp(img, m, (40, 40))
     slow_hsv = augment_hsv(img, np.random.default_rng(1))
+    for fast, size in ((fast_small, (25, 35)), (fast_big, (80, 112))):  # area vs antialiased bilinear
+        diff = np.abs(fast.astype(int) - aug._resize(smooth, size))
+        step = size[0] // 5  # the filters differ only where the colour blocks meet
+        assert diff.mean() < 10 and diff[step // 2::step, step // 2::step].max() <= 1
     assert np.abs(fast_warp.astype(int) - slow_warp).max() <= 1  # same sampling, rounding apart
     # OpenCV quantises hue to 180 steps: allow that much, on average the images agree closely
     assert np.abs(fast_hsv.astype(int) - slow_hsv).mean() < 3
