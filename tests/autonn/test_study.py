@@ -80,10 +80,11 @@ def test_samplers_by_name():
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")  # study.ask() makes the trial by hand
 @pytest.mark.filterwarnings("ignore:The reported value is ignored:UserWarning")  # the retry inherits step 0
-def test_a_dead_workers_trial_on_this_machine_is_failed_and_retried(tmp_path):
+@pytest.mark.parametrize("file", ["s.db", "s.log"])  # SQLite (with a heartbeat) and a journal file (without)
+def test_a_dead_workers_trial_on_this_machine_is_failed_and_retried(tmp_path, file):
     import optuna
 
-    storage = open_storage(tmp_path / "s.db")
+    storage = open_storage(tmp_path / file)
     study, spec = open_study(storage, "s", _spec(), seed=0)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     trial = study.ask({"x": optuna.distributions.FloatDistribution(-3, 3)})
