@@ -84,7 +84,8 @@ EVENT_FIELDS: dict[str, tuple[str, tuple[str, ...]]] = {
     VERIFY_END: ("an export was compared with PyTorch", ("format", "passed", "metrics")),
     BENCHMARK_ROW: ("one row of the export benchmark (error set when the row failed)",
                     ("label", "format", "precision", "inference_ms", "error")),
-    DEPLOY_END: ("a deploy package was generated", ("target", "path")),
+    DEPLOY_END: ("a deploy package was generated (tango_core.deploy also sends kind, runtime, files: the "
+                 "number of files, memory_mi: the memory request from the measured peak)", ("target", "path")),
     TRIAL_START: ("an HPO / NAS trial begins", ("study", "trial", "params")),
     TRIAL_REPORT: ("an intermediate value of a trial", ("study", "trial", "step", "value")),
     TRIAL_PRUNED: ("a trial was pruned", ("study", "trial", "step")),
