@@ -56,6 +56,10 @@ bus.emit(ev.TRAIN_END, best_model="runs/train/1/weights/best.pt", size_bytes=100
     """from tango_widgets import GraphViewer
 graph = GraphViewer("resnet-cifar20", depth=3, height=420)
 graph""",
+    # the largest detection model: 69 layers in four lanes, fitted to the width
+    """big = GraphViewer("yolov7-e6e", input_size=1280, depth=2, height=360)
+big.add_class("big-graph")
+big""",
 ]
 
 TO_PAGE_JS = """(pts) => {
@@ -98,6 +102,7 @@ def label_with_the_mouse(page, store: Path, prefix: str) -> None:
     # a polygon: g, four clicks, Enter
     page.keyboard.press("g")
     expect(page.locator(".tango-labeler-tool button.mod-active")).to_have_text("polygon")
+    expect(page.locator(".tango-labeler-hud")).to_contain_text("polygon")  # the canvas got the tool too
     corners = [[200, 40], [300, 40], [300, 150], [200, 150]]
     for x, y in page.evaluate(TO_PAGE_JS, corners):
         page.mouse.click(x, y)
@@ -135,16 +140,33 @@ def check_dashboard(page, prefix: str) -> None:
 
 
 def check_graph(page, probe: KernelProbe, prefix: str) -> None:
-    view = page.locator(".tango-graph")
+    view = page.locator(".tango-graph").first
     view.scroll_into_view_if_needed()
-    page.wait_for_function("() => document.querySelectorAll('.tango-graph-view .tango-graph-node').length >= 10")
-    page.locator(".tango-graph-view .tango-graph-node[data-id='layer1']").click()
-    popup = page.locator(".tango-graph-popup")
+    page.wait_for_function("""() => document.querySelector('.tango-graph')
+        .querySelectorAll('.tango-graph-view .tango-graph-node').length >= 10""")
+    view.locator(".tango-graph-view .tango-graph-node[data-id='layer1']").click()
+    popup = view.locator(".tango-graph-popup")
     expect(popup).to_be_visible()
     expect(popup).to_contain_text("Sequential")
     expect(popup.locator(".tango-graph-node")).not_to_have_count(0)
     assert probe.eval("graph.selected") == "layer1"
     view.screenshot(path=str(ARTIFACTS / f"{prefix}_graph.png"))
+    # YOLOv7-E6E: four lanes, fitted to the width, zoomable, its blocks open
+    big = page.locator(".big-graph")
+    big.scroll_into_view_if_needed()
+    page.wait_for_function("""() => document.querySelectorAll('.big-graph .tango-graph-view .tango-graph-node').length >= 60
+        && document.querySelectorAll('.big-graph .tango-graph-lane').length === 4""")
+    fitted = probe.eval("big.zoom")
+    assert 0 < fitted < 1
+    big.locator(".tango-graph-view .tango-graph-node[data-id='3']").click()
+    expect(big.locator(".tango-graph-popup")).to_contain_text("ELAN")
+    assert probe.eval("big.selected") == "3"
+    big.screenshot(path=str(ARTIFACTS / f"{prefix}_graph_e6e.png"))
+    big.locator(".tango-graph-zoom-in").click()
+    deadline = time.monotonic() + 30
+    while probe.eval("big.zoom") <= fitted and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert probe.eval("big.zoom") == pytest.approx(fitted * 1.25)
 
 
 @pytest.mark.parametrize("app", ["lab", "notebook"])
