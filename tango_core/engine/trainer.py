@@ -180,6 +180,7 @@ class Trainer:
         imgsz = a["imgsz"] or info["input_size"]
         self.task: Task = get_task(task_name)(self.data, imgsz=imgsz, hyp=self.hyp, seed=a["seed"],
                                              channels=a["channels"], val_fraction=a["val_fraction"])
+        self.task.set_epochs(a["epochs"])
         for summary in self.task.dataset_summaries():
             self._emit(ev.DATASET_SUMMARY, **summary)
         torch.manual_seed(a["seed"])

@@ -37,6 +37,10 @@ class Task:
     imgsz: int
 
     # --- data ---------------------------------------------------------------------------------
+    def set_epochs(self, epochs: int) -> None:
+        """The run's length, told before training (a task may change its augmentation near the end)."""
+        self.epochs = int(epochs)
+
     def dataset_summaries(self) -> list[dict[str, Any]]:
         """One DATASET_SUMMARY payload per split."""
         raise TypeError(f"{type(self).__name__} must define dataset_summaries()")
