@@ -61,7 +61,12 @@ def work(storage: str, study: str, *, trials: int | None = None, timeout_min: fl
     optuna_study, spec = _study.open_study(st, study, None, seed=(spec.get("seed") or 0) + offset)
     bus = bus or ev.EventBus()
     budget = trials if trials is not None else spec.get("trials")
-    return _study.run_worker(optuna_study, spec, objective_for(spec, bus, threads), bus, trials=budget,
+    catch = ()
+    if spec["kind"] == "nas":
+        from .nas import tolerated_errors
+
+        catch = tolerated_errors()
+    return _study.run_worker(optuna_study, spec, objective_for(spec, bus, threads), bus, trials=budget, catch=catch,
                              timeout_s=timeout_min * 60 if timeout_min else None)
 
 

@@ -193,6 +193,14 @@ def make_objective(spec: dict[str, Any], data: Any, bus: ev.EventBus, threads: i
     return objective
 
 
+def tolerated_errors() -> tuple[type[Exception], ...]:
+    """A candidate the target's runtime cannot take (an unsupported operator, a failed
+    verification) is recorded as a failed trial and the search goes on."""
+    from ..export import ExportError, VerificationError
+
+    return (ExportError, VerificationError)
+
+
 def _calibrate(study, spec: dict[str, Any], latency_table: Any, samples: int, seed: int) -> dict[str, Any]:
     """Fit the latency predictor once per study (kept in the study, so every worker uses it)."""
     import numpy as np
@@ -255,11 +263,13 @@ def search(data: Any = None, model: str | None = None, *, trials: int | None = 2
            hyp: dict[str, Any] | None = None, target: str | None = None, latency: str = "auto",
            latency_table: Any = None, calibration: int = 8, latency_threads: int = 1, sampler: str = "nsga2",
            population: int | None = None, storage: Any = None, study: str | None = None, workers: int = 1,
-           seed: int = 0, events: ev.EventBus | None = None, threads: int | None = None) -> SearchResult:
+           seed: int = 0, events: ev.EventBus | None = None, threads: int | None = None,
+           enqueue: list[dict[str, Any]] | None = None) -> SearchResult:
     """Search architectures around ``model`` (the project's base model by default) for accuracy
     and latency on ``target`` (the project's).  ``latency``: auto (measure when the target's
     runtime runs here, else predict) | measure | predict.  ``sampler``: nsga2 (default) | tpe |
-    random.  The base model itself is trial 0.  See the module docstring for how accuracy and
+    random.  The base model itself is trial 0; ``enqueue``: choices to try next.  A candidate the
+    target's runtime cannot take fails alone.  See the module docstring for how accuracy and
     latency are obtained."""
     from ..models import model_info
     from ..targets import get_target
@@ -286,7 +296,8 @@ def search(data: Any = None, model: str | None = None, *, trials: int | None = 2
     classes = project.config.classes if project is not None and project.config.classes else None
     num_classes, in_channels, size = _data_shape(train_data, classes, imgsz or info["input_size"])
     fixed = {**(project.config.hyp if project is not None else {}), **(hyp or {})}
-    name = study or f"nas-{model}-{tgt.id}"
+    default_space = space is None or space_for_or_none(model) == nas_space.name
+    name = study or (f"nas-{model}-{tgt.id}" if default_space else f"nas-{model}-{nas_space.name}-{tgt.id}")
     root = project.root if project is not None else Path(".")
     choices = nas_space.params(model)
     spec = nas_spec(model=model, task=info["task"], data=data_id, space=nas_space.name, choices=choices,
@@ -301,6 +312,12 @@ def search(data: Any = None, model: str | None = None, *, trials: int | None = 2
     optuna_study, spec = _study.open_study(open_storage(url), name, spec, seed=seed)
     if not optuna_study.get_trials(deepcopy=False):
         optuna_study.enqueue_trial(nas_space.base_params(model), user_attrs={"is_base": True}, skip_if_exists=True)
+    for params in enqueue or []:
+        unknown = sorted(set(params) - set(spec["choices"]))
+        if unknown:
+            raise ConfigError("search", f"enqueue.{unknown[0]}", "is not a choice of the space",
+                              f"choices of {spec['space']}: {sorted(spec['choices'])}")
+        optuna_study.enqueue_trial(params, skip_if_exists=True)
     if mode == "predict":
         _calibrate(optuna_study, spec, latency_table, calibration, seed)
 
@@ -310,7 +327,7 @@ def search(data: Any = None, model: str | None = None, *, trials: int | None = 2
                  for i in range(workers - 1)]
         try:
             _study.run_worker(optuna_study, spec, make_objective(spec, train_data, bus, threads), bus, trials=trials,
-                              timeout_s=timeout_min * 60 if timeout_min else None)
+                              timeout_s=timeout_min * 60 if timeout_min else None, catch=tolerated_errors())
         finally:
             join(procs)
         result = _result(optuna_study, url, spec, bus)
@@ -327,6 +344,13 @@ def load_result(study: str, storage: Any = None, project: Any = None) -> SearchR
     if spec.get("kind") != "nas":
         raise ConfigError(f"study {study!r}", "kind", f"is a {spec.get('kind')} study, not an architecture search")
     return _result(optuna_study, url, spec, ev.EventBus())
+
+
+def space_for_or_none(model: str) -> str | None:
+    try:
+        return space_for(model).name
+    except ConfigError:
+        return None
 
 
 def _fitness_name(task: str) -> str:

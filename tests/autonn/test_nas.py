@@ -12,7 +12,7 @@ from helpers import python
 
 from tango_core import events as ev
 from tango_core.autonn._latency import LatencyPredictor
-from tango_core.autonn._nas_spaces import get_space, list_spaces, space_for
+from tango_core.autonn._nas_spaces import NasSpace, get_space, list_spaces, register_space, space_for
 from tango_core.errors import ConfigError
 
 
@@ -146,6 +146,59 @@ print("OK", p.config.model, e.verification["passed"])
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out
     assert f"OK {name} True" in out
+
+
+class _FFTSpace(NasSpace):
+    """A space with one choice the ONNX exporter cannot take (an FFT)."""
+
+    name = "test-fft"
+    bases = ()
+
+    def params(self, base):
+        return {"mode": {"choices": ["plain", "fft"]}}
+
+    def base_params(self, base):
+        return {"mode": "plain"}
+
+    def arch(self, base, params):
+        return {"mode": params["mode"]}
+
+    def build(self, arch, num_classes, in_channels=3):
+        return _TinyNet(arch["mode"], num_classes, in_channels)
+
+
+class _TinyNet(torch.nn.Module):
+    def __init__(self, mode, num_classes, in_channels):
+        super().__init__()
+        self.mode = mode
+        self.conv = torch.nn.Conv2d(in_channels, 8, 3, padding=1)
+        self.bn = torch.nn.BatchNorm2d(8)
+        self.fc = torch.nn.Linear(8, num_classes)
+
+    def forward(self, x):
+        y = torch.relu(self.bn(self.conv(x)))
+        if self.mode == "fft":
+            y = torch.fft.rfft2(y).abs()
+        return self.fc(y.mean((2, 3)))
+
+
+@pytest.mark.slow
+def test_a_candidate_the_runtime_cannot_take_fails_alone(tmp_path, digits):
+    import optuna
+
+    from tango_core.autonn import search
+
+    if "test-fft" not in list_spaces():
+        register_space(_FFTSpace())
+    result = search(digits, "resnet-cifar20", space="test-fft", trials=2, epochs=1, enqueue=[{"mode": "fft"}],
+                    storage=tmp_path / "s.db", hyp=FAST_HYP, **TRAIN)
+    study = optuna.load_study(study_name=result.study, storage=result.storage)
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "FAIL"]
+    assert [c.trial for c in result.candidates] == [0] and result.front[0].is_base
+    assert result.study == "nas-resnet-cifar20-test-fft-x86-cpu"
+    with pytest.raises(ConfigError, match="enqueue.depth"):
+        search(digits, "resnet-cifar20", space="test-fft", trials=2, epochs=1, enqueue=[{"depth": 1}],
+               storage=tmp_path / "s.db", hyp=FAST_HYP, **TRAIN)
 
 
 @pytest.mark.slow
