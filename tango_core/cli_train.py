@@ -1,0 +1,100 @@
+"""``tango train`` and ``tango predict``: thin commands over tango_core.engine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from .errors import ConfigError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True)
+
+
+def _value(text: str):
+    import yaml
+
+    return yaml.safe_load(text)
+
+
+def _resume_arg(resume: str | None):
+    if resume is None:
+        return False
+    if resume == "last":
+        return True
+    path = Path(resume)
+    return str(path / "weights" / "last.pt") if path.is_dir() else str(path)
+
+
+@app.command()
+def train(
+    data: Path | None = typer.Argument(None, help="a dataset folder (with dataset.json) or a project folder"),
+    project: Path | None = typer.Option(None, help="project folder: uses its dataset, model, hyp, learning type"),
+    model: str | None = typer.Option(None, help="a registered model (tango models), e.g. resnet-cifar20"),
+    epochs: int = typer.Option(30, help="number of epochs"),
+    batch_size: str = typer.Option("auto", help="'auto' (measured to fit memory) or an integer"),
+    imgsz: int | None = typer.Option(None, help="training image size (default: the model's)"),
+    hyp: Path | None = typer.Option(None, help="a YAML file of hyper-parameters"),
+    set_: list[str] = typer.Option([], "--set", help="hyper-parameter NAME=VALUE (repeatable)"),
+    run_dir: Path | None = typer.Option(None, help="run folder (default: runs/train/<n>)"),
+    resume: str | None = typer.Option(None, help="a last.pt, a run folder, or 'last' (the project's last run)"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
+    amp: str = typer.Option("auto", help="auto | off | bf16 | fp16"),
+    seed: int = typer.Option(0),
+    patience: int = typer.Option(50, help="stop after this many epochs without a better fitness"),
+    learning_type: str | None = typer.Option(None, help="normal | transfer | incremental"),
+    weights: Path | None = typer.Option(None, help="start weights (transfer / incremental / fine-tuning)"),
+    tensorboard: bool = typer.Option(False, help="also write TensorBoard event files"),
+) -> None:
+    """Train a model; progress on the console, results in the run folder."""
+    from .engine import train as _train
+
+    overrides = {}
+    if hyp is not None:
+        from ._io import read_yaml
+
+        overrides.update(read_yaml(hyp) or {})
+    for item in set_:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError("--set", item, "expected NAME=VALUE", "e.g. --set lr0=0.01")
+        overrides[key] = _value(value)
+    kwargs = dict(epochs=epochs, imgsz=imgsz, device=device, amp=amp, seed=seed, patience=patience,
+                  hyp=overrides or None, resume=_resume_arg(resume),
+                  batch_size=batch_size if batch_size == "auto" else int(batch_size),
+                  loggers=("csv", "console") + (("tensorboard",) if tensorboard else ()))
+    if run_dir is not None:
+        kwargs["run_dir"] = run_dir
+    if weights is not None:
+        kwargs["weights"] = str(weights)
+    if learning_type is not None:
+        kwargs["learning_type"] = learning_type
+    if project is None and data is not None and (data / "tango.yaml").is_file():
+        project, data = data, None
+    if project is not None:
+        from .project import Project
+
+        result = _train(Project.open(project), model, **kwargs)
+    else:
+        if data is None and not kwargs["resume"]:
+            raise ConfigError("tango train", "data", "missing", "give a dataset folder, --project, or --resume")
+        result = _train(str(data) if data is not None else None, model, **kwargs)
+    typer.echo(f"best: {result.best} (fitness {result.best_fitness:.4f}, epoch {result.best_epoch + 1})")
+    typer.echo("metrics: " + ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items()))
+
+
+@app.command()
+def predict(weights: Path = typer.Argument(..., help="best.pt / last.pt of a training run"),
+            source: list[Path] = typer.Argument(..., help="image files or folders"),
+            topk: int = typer.Option(1, help="how many classes to list per image"),
+            as_json: bool = typer.Option(False, "--json", help="print JSON lines")) -> None:
+    """Classify images with trained weights."""
+    from .engine import predict as _predict
+
+    for p in _predict(weights, [str(s) for s in source], topk=topk):
+        if as_json:
+            typer.echo(json.dumps({"source": p.source, "label": p.label, "name": p.name,
+                                   "confidence": round(p.confidence, 6), "top": p.top}))
+        else:
+            typer.echo(f"{p.source}\t{p.name}\t{p.confidence:.4f}")
