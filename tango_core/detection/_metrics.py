@@ -39,6 +39,17 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
+def mask_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every mask in ``a`` (n, H, W) with every mask in ``b`` (m, H, W), boolean."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)))
+    fa = a.reshape(len(a), -1).astype(np.float32)
+    fb = b.reshape(len(b), -1).astype(np.float32)
+    inter = fa @ fb.T
+    union = fa.sum(1)[:, None] + fb.sum(1)[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
 def match_greedy(ious: np.ndarray, thresholds: np.ndarray = IOU_THRESHOLDS) -> np.ndarray:
     """COCO matching of score-sorted detections to ground truth: ``(D, T)`` true-positive flags.
 
@@ -73,6 +84,9 @@ class DetectionEvaluator:
     ``update(detections, targets)``: per image, detections ``(n, 6)`` (x1, y1, x2, y2, score,
     class; extra columns are ignored) and targets ``(m, 5)`` (class, x1, y1, x2, y2), in the
     same pixel coordinates.  Tensors or arrays.
+
+    Mask AP (COCO "segm"): pass ``det_masks`` and ``gt_masks`` too, per image ``(n, H, W)`` boolean
+    masks in the order of the rows; matching then uses mask IoU (the confusion matrix stays on boxes).
     """
 
     def __init__(self, num_classes: int, names: list[str] | None = None, max_det: int = 100,
@@ -88,29 +102,38 @@ class DetectionEvaluator:
         self.confusion = np.zeros((num_classes + 1, num_classes + 1), dtype=np.int64)
         self.images = 0
 
-    def update(self, detections: list[Any], targets: list[Any]) -> None:
+    def update(self, detections: list[Any], targets: list[Any], det_masks: list[Any] | None = None,
+               gt_masks: list[Any] | None = None) -> None:
         if len(detections) != len(targets):
             raise ValueError(f"{len(detections)} detection sets for {len(targets)} target sets")
-        for det, tgt in zip(detections, targets, strict=True):
-            self._add_image(_array(det, 6), _array(tgt, 5))
+        if (det_masks is None) != (gt_masks is None):
+            raise ValueError("mask AP needs both det_masks and gt_masks")
+        for i, (det, tgt) in enumerate(zip(detections, targets, strict=True)):
+            masks = None if det_masks is None else (_masks(det_masks[i]), _masks(gt_masks[i]))
+            self._add_image(_array(det, 6), _array(tgt, 5), masks)
 
-    def _add_image(self, det: np.ndarray, tgt: np.ndarray) -> None:
+    def _add_image(self, det: np.ndarray, tgt: np.ndarray, masks: tuple[np.ndarray, np.ndarray] | None = None
+                   ) -> None:
         self.images += 1
         det_cls = det[:, 5].astype(int)
         tgt_cls = tgt[:, 0].astype(int)
         for arr, what in ((det_cls, "detection"), (tgt_cls, "target")):
             if len(arr) and (arr.min() < 0 or arr.max() >= self.nc):
                 raise ValueError(f"{what} class {int(arr.max())} outside 0..{self.nc - 1}")
+        if masks is not None and (len(masks[0]) != len(det) or len(masks[1]) != len(tgt)):
+            raise ValueError(f"{len(masks[0])} / {len(masks[1])} masks for {len(det)} detections / {len(tgt)} targets")
         for c in np.union1d(det_cls, tgt_cls):
-            d = det[det_cls == c]
-            g = tgt[tgt_cls == c, 1:5]
+            d_sel, g_sel = det_cls == c, tgt_cls == c
+            d = det[d_sel]
+            g = tgt[g_sel, 1:5]
             order = np.argsort(-d[:, 4], kind="mergesort")[: self.max_det]
             d = d[order]
             rec = self._classes[c]
             rec.n_gt += len(g)
             rec.images += len(g) > 0
             rec.scores.append(d[:, 4])
-            rec.tp.append(match_greedy(box_iou(d[:, :4], g)))
+            ious = box_iou(d[:, :4], g) if masks is None else mask_iou(masks[0][d_sel][order], masks[1][g_sel])
+            rec.tp.append(match_greedy(ious))
         self._update_confusion(det, tgt)
 
     def _update_confusion(self, det: np.ndarray, tgt: np.ndarray) -> None:
@@ -209,6 +232,12 @@ def _interpolated_precision(recall: np.ndarray, precision: np.ndarray) -> np.nda
 def fitness(metrics: dict[str, float]) -> float:
     """YOLOv7 / YOLOv9 model selection: ``0.1 mAP@0.5 + 0.9 mAP@0.5:0.95``."""
     return 0.1 * metrics["mAP50"] + 0.9 * metrics["mAP50-95"]
+
+
+def _masks(x: Any) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x).astype(bool)
 
 
 def _array(x: Any, width: int) -> np.ndarray:

@@ -174,3 +174,66 @@ def test_bad_input_is_reported():
         ev.update([np.array([[0, 0, 1, 1, 0.5, 5]])], [np.zeros((0, 5))])
     with pytest.raises(ValueError, match="2 detection sets for 1"):
         ev.update([np.zeros((0, 6))] * 2, [np.zeros((0, 5))])
+
+
+def _disc(h: int, w: int, cx: float, cy: float, r: float) -> np.ndarray:
+    ys, xs = np.mgrid[0:h, 0:w] + 0.5
+    return (xs - cx) ** 2 + (ys - cy) ** 2 <= r * r
+
+
+def test_mask_ap_equals_pycocotools_segm():
+    from pycocotools import mask as mask_utils
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    rng = np.random.default_rng(11)
+    h = w = 48
+    gts, dets, gt_masks, det_masks = [], [], [], []
+    for _ in range(12):
+        g_rows, d_rows, gm, dm = [], [], [], []
+        for _ in range(int(rng.integers(1, 4))):
+            c, cx, cy, r = int(rng.integers(0, 2)), *rng.uniform(10, 38, 2), rng.uniform(4, 10)
+            m = _disc(h, w, cx, cy, r)
+            g_rows.append([c, cx - r, cy - r, cx + r, cy + r])
+            gm.append(m)
+            for _ in range(int(rng.integers(0, 3))):  # predictions: shifted, resized discs
+                (dx, dy), dr = rng.normal(0, 2, 2), rng.normal(0, 1.5)
+                pm = _disc(h, w, cx + dx, cy + dy, max(r + dr, 2))
+                d_rows.append([cx - r, cy - r, cx + r, cy + r, round(float(rng.uniform(0.05, 1)), 4),
+                               c if rng.random() < 0.9 else 1 - c])
+                dm.append(pm)
+        gts.append(np.array(g_rows, dtype=float))
+        dets.append(np.array(d_rows, dtype=float).reshape(-1, 6))
+        gt_masks.append(np.array(gm).reshape(-1, h, w))
+        det_masks.append(np.array(dm).reshape(-1, h, w))
+    ev = DetectionEvaluator(2)
+    ev.update(dets, gts, det_masks, gt_masks)
+    ours = ev.compute()["metrics"]
+
+    def rle(m):
+        out = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
+        out["counts"] = out["counts"].decode()
+        return out
+
+    anns, results = [], []
+    for i in range(len(gts)):
+        for row, m in zip(gts[i], gt_masks[i], strict=True):
+            anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": int(row[0]) + 1, "iscrowd": 0,
+                         "segmentation": rle(m), "area": float(m.sum()), "bbox": list(mask_utils.toBbox(rle(m)))})
+        for row, m in zip(dets[i], det_masks[i], strict=True):
+            results.append({"image_id": i + 1, "category_id": int(row[5]) + 1, "segmentation": rle(m),
+                            "score": row[4]})
+    gt = COCO()
+    gt.dataset = {"images": [{"id": i + 1, "height": h, "width": w} for i in range(len(gts))],
+                  "annotations": anns, "categories": [{"id": 1}, {"id": 2}]}
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt.createIndex()
+        ref = COCOeval(gt, gt.loadRes(results), "segm")
+        ref.evaluate()
+        ref.accumulate()
+        ref.summarize()
+    assert 0.1 < ref.stats[0] < 0.95
+    assert ours["mAP50-95"] == pytest.approx(ref.stats[0], abs=1e-9)
+    assert ours["mAP50"] == pytest.approx(ref.stats[1], abs=1e-9)
+    with pytest.raises(ValueError, match="both det_masks and gt_masks"):
+        ev.update(dets, gts, det_masks=det_masks)

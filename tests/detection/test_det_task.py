@@ -86,7 +86,10 @@ def test_segmentation_batches_carry_instance_masks():
     assert masks.shape == (len(boxes), 16, 16) and masks.dtype == torch.uint8
     loss, parts = task.loss(model.train()(x), y)
     assert torch.isfinite(loss) and "seg" in parts
-    assert task.validate(model, 4, torch.device("cpu"), None, False).metrics["mAP50"] >= 0
+    res = task.validate(model, 4, torch.device("cpu"), None, False)
+    assert {"mAP50", "mask_mAP50", "mask_mAP50-95"} <= set(res.metrics) and 0 <= res.fitness <= 2
+    dets, masks = task.predict_split(model, 4, torch.device("cpu"), None, False)
+    assert len(masks) == len(dets) == 3 and all(m.shape == (len(d), 16, 16) for m, d in zip(masks, dets, strict=True))
 
 
 def test_bad_settings_are_reported():

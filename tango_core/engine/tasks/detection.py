@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ...detection import DetectionEvaluator, non_max_suppression
+from ...detection import DetectionEvaluator, non_max_suppression, process_masks
 from ...detection._augment import DetectionAugment
 from ...detection._data import load_splits, memory_splits, rasterise, stack_images
 from ...detection._hyp import default_hyp
@@ -161,35 +161,51 @@ class DetectionTask(Task):
 
     @torch.inference_mode()
     def predict_split(self, model: nn.Module, batch_size: int, device: torch.device, dtype: torch.dtype | None,
-                      channels_last: bool, conf: float = 0.001) -> list[torch.Tensor]:
+                      channels_last: bool, conf: float = 0.001) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Detections of the val split (rows x1, y1, x2, y2, score, class [, mask coefficients]) and,
+        for segmentation, each image's instance masks at a quarter of the input size."""
         was_training = model.training
         model.eval()
-        out = []
+        dets, masks = [], []
         samples = self.val.samples
         for i in range(0, len(samples), batch_size):
             x = stack_images(samples[i:i + batch_size]).to(device).float() / 255
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                pred = model(x)
-            pred = pred[0] if isinstance(pred, tuple) else pred
-            nm = pred.shape[-1] - 4 - len(self.classes)
-            dets = non_max_suppression(pred.float(), conf, self.nms_iou(), max_det=300, multi_label=True,
-                                       num_classes=len(self.classes) if nm else None)
-            out.extend(d[:, :6].cpu() for d in dets)
+                out = model(x)
+            pred, protos = out if isinstance(out, tuple) else (out, None)
+            batch = non_max_suppression(pred.float(), conf, self.nms_iou(), max_det=300, multi_label=True,
+                                        num_classes=len(self.classes))
+            for j, d in enumerate(batch):
+                if protos is not None:
+                    p = protos[j].float()
+                    masks.append(process_masks(p, d[:, 6:], d[:, :4] * p.shape[1] / x.shape[2], tuple(p.shape[1:])).cpu())
+                dets.append(d[:, :6].cpu())
         model.train(was_training)
-        return out
+        return dets, masks
 
     def validate(self, model: nn.Module, batch_size: int, device: torch.device, dtype: torch.dtype | None,
                  channels_last: bool) -> ValResult:
-        dets = self.predict_split(model, min(batch_size, 32), device, dtype, channels_last)
+        dets, masks = self.predict_split(model, min(batch_size, 32), device, dtype, channels_last)
+        targets = [s.labels for s in self.val.samples]
         evaluator = DetectionEvaluator(len(self.classes), self.classes)
-        evaluator.update(dets, [s.labels for s in self.val.samples])
+        evaluator.update(dets, targets)
         res = evaluator.compute()
         m = res["metrics"]
         metrics = {"precision": m["precision"], "recall": m["recall"], "mAP50": m["mAP50"], "mAP50-95": m["mAP50-95"]}
+        fit = m["fitness"]
+        if self.segmentation:  # mask AP at the prototypes' resolution (a quarter of the input), as YOLO does
+            side = self.imgsz // 4
+            gt_masks = [rasterise(s.segments or [], (side, side), side / self.imgsz).bool() for s in self.val.samples]
+            mask_eval = DetectionEvaluator(len(self.classes), self.classes)
+            mask_eval.update(dets, targets, masks, gt_masks)
+            mm = mask_eval.compute()["metrics"]
+            metrics.update({"mask_precision": mm["precision"], "mask_recall": mm["recall"],
+                            "mask_mAP50": mm["mAP50"], "mask_mAP50-95": mm["mAP50-95"]})
+            fit += mm["fitness"]  # box + mask fitness, as the YOLO segmentation trainers rank models
         details = dict(res, classes=list(self.classes), detections=[d.tolist() for d in dets[:SAMPLES_IN_PLOTS]])
-        return ValResult(metrics, m["fitness"], details)
+        return ValResult(metrics, fit, details)
 
     def plots(self, result: ValResult) -> dict[str, Any]:
         d = result.details
