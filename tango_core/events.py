@@ -86,11 +86,16 @@ EVENT_FIELDS: dict[str, tuple[str, tuple[str, ...]]] = {
                     ("label", "format", "precision", "inference_ms", "error")),
     DEPLOY_END: ("a deploy package was generated (tango_core.deploy also sends kind, runtime, files: the "
                  "number of files, memory_mi: the memory request from the measured peak)", ("target", "path")),
-    TRIAL_START: ("an HPO / NAS trial begins", ("study", "trial", "params")),
-    TRIAL_REPORT: ("an intermediate value of a trial", ("study", "trial", "step", "value")),
-    TRIAL_PRUNED: ("a trial was pruned", ("study", "trial", "step")),
-    TRIAL_COMPLETE: ("a trial finished", ("study", "trial", "values", "params", "state")),
-    STUDY_END: ("a study finished", ("study", "best")),
+    TRIAL_START: ("an HPO / NAS trial begins; optional: arch (NAS: the architecture as data)",
+                  ("study", "trial", "params")),
+    TRIAL_REPORT: ("an intermediate value of a trial (step: the epoch; value: its fitness)",
+                   ("study", "trial", "step", "value")),
+    TRIAL_PRUNED: ("a trial was pruned; optional: reason (pruner | diverged)", ("study", "trial", "step")),
+    TRIAL_COMPLETE: ("a trial finished: state complete | pruned | fail, values None unless complete; "
+                     "optional: user_attrs", ("study", "trial", "values", "params", "state")),
+    STUDY_END: ("a study finished: best is the best trial's summary {trial, values, params, state}, or the "
+                "Pareto front (a list of them) with several objectives; optional: storage, objectives",
+                ("study", "best")),
 }
 
 
