@@ -50,7 +50,13 @@ def register_saved() -> list[str]:
             if _SEEN.get(path) == mtime:
                 continue
             _SEEN[path] = mtime
-            name = register_file(path)
+            try:
+                name = register_file(path)
+            except ConfigError as exc:  # one bad file must not break every registry lookup
+                import warnings
+
+                warnings.warn(f"architecture file skipped: {exc}", stacklevel=2)
+                continue
             if name:
                 new.append(name)
     return new
@@ -72,41 +78,59 @@ def register_file(path: str | os.PathLike) -> str | None:
     return register_arch(cfg, source=str(path))
 
 
-def register_arch(cfg: dict[str, Any], source: str = "<arch>") -> str | None:
+def _name_is_free(cfg: dict[str, Any], source: str) -> bool:
+    """False when this very architecture is registered under the name already; an error when the
+    name belongs to another architecture or to a built-in model."""
     from ..models._registry import _MODELS
 
     name = cfg["name"]
     if name in _LOADED:
         if _LOADED[name][1] == cfg["arch"]:
-            return None
+            return False
         raise ConfigError(source, "name", f"model {name!r} is registered already with another architecture "
                           f"(from {_LOADED[name][0]})", "rename one of the two files (its 'name' field)")
     if name in _MODELS:
         raise ConfigError(source, "name", f"{name!r} is the name of a built-in model", "pick another name")
+    return True
+
+
+def register_arch(cfg: dict[str, Any], source: str = "<arch>") -> str | None:
+    if not _name_is_free(cfg, source):
+        return None
+    name = cfg["name"]
     _register(name, cfg, source)
     _LOADED[name] = (source, cfg["arch"])
     return name
 
 
-def _meta(cfg: dict[str, Any], source: str) -> dict[str, Any]:
-    """Registry metadata of an architecture: measured parameters and FLOPs beside the base's."""
+def measure(cfg: dict[str, Any]) -> dict[str, int]:
+    """Parameters and FLOPs (at ``input_size``, a multiply-add counted as two) of an architecture."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from ..models import model_info
     from ._nas_spaces import get_space
 
-    space = get_space(cfg["space"])
-    model = space.build(cfg["arch"], cfg["num_classes"], cfg.get("in_channels", 3)).eval()
+    model = get_space(cfg["space"]).build(cfg["arch"], cfg["num_classes"], cfg.get("in_channels", 3)).eval()
     size = cfg["input_size"]
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(torch.zeros(1, cfg.get("in_channels", 3), size, size))
+    return {"params": sum(p.numel() for p in model.parameters()), "flops": int(counter.get_total_flops())}
+
+
+def _meta(cfg: dict[str, Any], source: str) -> dict[str, Any]:
+    """Registry metadata of an architecture, beside its base's.  Saved files carry their counts,
+    so registering one builds nothing (the FLOP counter alone takes seconds to import)."""
+    from ..models import model_info
+    from ._nas_spaces import get_space
+
+    counts = {k: cfg[k] for k in ("params", "flops") if k in cfg}
+    if len(counts) < 2:
+        counts = measure(cfg)
     base = model_info(cfg["base"])
     search = cfg.get("search") or {}
     where = f"study {search.get('study')!r} trial {search.get('trial')}" if search else "a saved architecture"
-    return {"task": cfg["task"], "family": f"{base['family']} (NAS)", "size": space.describe(cfg["arch"]),
-            "input_size": size, "num_classes": cfg["num_classes"],
-            "params": sum(p.numel() for p in model.parameters()), "flops": counter.get_total_flops(),
+    return {"task": cfg["task"], "family": f"{base['family']} (NAS)", "size": get_space(cfg["space"]).describe(
+                cfg["arch"]), "input_size": cfg["input_size"], "num_classes": cfg["num_classes"], **counts,
             "source": f"tango NAS around {cfg['base']} ({where}; {source})", "base": cfg["base"],
             "nas_space": cfg["space"], "arch": cfg["arch"], "searched": True,
             **{k: base[k] for k in ("strides", "anchors") if k in base}}
@@ -152,6 +176,8 @@ def save_arch(folder: str | os.PathLike, cfg: dict[str, Any]) -> Path:
         if old.get("arch") != cfg["arch"]:
             raise ConfigError(str(path), "name", f"another architecture is saved as {cfg['name']!r}",
                               "pass another name")
+    _name_is_free(cfg, str(path))  # refuse before anything is written
+    cfg = {**cfg, **measure(cfg)}
     write_yaml(path, cfg)
     _SEEN[path.resolve()] = path.stat().st_mtime  # before registering: the registry's own scan skips it
     add_model_dir(folder)

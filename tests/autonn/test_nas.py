@@ -92,6 +92,31 @@ def test_latency_predictor_recovers_a_linear_cost_and_reports_held_out_error():
         LatencyPredictor().fit(rows[:1], true[:1])
 
 
+@pytest.mark.slow  # the FLOP counter's first use imports torch._dynamo (seconds)
+def test_saved_architectures_register_and_a_bad_file_is_skipped(tmp_path, monkeypatch):
+    from tango_core.autonn._archs import save_arch
+    from tango_core.models import create_model, list_models, model_info
+
+    cfg = {"name": "unit-nas-a", "space": "resnet-cifar", "base": "resnet-cifar20", "task": "classification",
+           "arch": {"design": "cifar", "block": "basic", "depths": [1, 1, 1], "width": 0.5}, "num_classes": 3,
+           "input_size": 16}
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "broken.yaml").write_text("name: broken\n")
+    monkeypatch.setenv("TANGO_MODELS_PATH", str(tmp_path / "models"))
+    with pytest.warns(UserWarning, match="broken.yaml.*'space': missing"):
+        list_models()
+    save_arch(tmp_path / "models", cfg)
+    info = model_info("unit-nas-a")
+    assert info["searched"] and info["family"] == "ResNet-CIFAR (NAS)" and info["base"] == "resnet-cifar20"
+    assert sum(p.numel() for p in create_model("unit-nas-a").parameters()) == info["params"]
+    assert "unit-nas-a" in list_models(task="classification")
+    with pytest.raises(ConfigError, match="another architecture is saved as 'unit-nas-a'"):
+        save_arch(tmp_path / "models", dict(cfg, arch=dict(cfg["arch"], width=1.0)))
+    with pytest.raises(ConfigError, match="built-in model"):
+        save_arch(tmp_path / "other", dict(cfg, name="resnet-cifar20"))
+    assert not (tmp_path / "other" / "resnet-cifar20.yaml").exists()
+
+
 @pytest.mark.slow
 def test_search_returns_a_pareto_front_of_exported_models_and_a_choice_registers(tmp_path, digits):
     import optuna
