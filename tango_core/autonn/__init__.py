@@ -17,6 +17,8 @@ _LAZY = {
     "TuneResult": "tango_core.autonn.hpo",
     "search": "tango_core.autonn.nas",
     "SearchResult": "tango_core.autonn.nas",
+    "load_result": "tango_core.autonn.nas",
+    "NasSpace": "tango_core.autonn._nas_spaces",
     "list_spaces": "tango_core.autonn._nas_spaces",
     "register_space": "tango_core.autonn._nas_spaces",
     "measure_latency": "tango_core.autonn._latency",
