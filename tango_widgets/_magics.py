@@ -135,14 +135,14 @@ class TangoMagics(Magics):
     def _cmd_label(self, args):
         from .labeler import Labeler
 
+        folder = Path(args.folder).expanduser() if args.folder else None
+        if folder is not None and (folder / "dataset.json").exists():
+            return Labeler(folder)  # a dataset store: no project needed
         project = self.current()
-        if args.folder is None:
+        if folder is None:
             if not project.config.dataset:
                 raise UsageError("the project has no dataset yet: %tango label <image folder>")
             return Labeler(project.root / project.config.dataset)
-        folder = Path(args.folder).expanduser()
-        if (folder / "dataset.json").exists():
-            return Labeler(folder)
         from tango_core.data import import_dataset
 
         from ._panels import _free_data_dir

@@ -71,6 +71,13 @@ def test_label_a_raw_image_folder_imports_it_into_the_project(shell, tmp_path):
     assert project.config.dataset == "data" and project.stages["data"].status == "completed"
     again = shell.run_line_magic("tango", "label")                  # the project's dataset from now on
     assert again.dataset.root == lab.dataset.root
+    shell.user_ns["__session__"] = str(tmp_path / "other.ipynb")      # a notebook without a project
+    shell.run_line_magic("unload_ext", "tango_widgets")
+    shell.run_line_magic("load_ext", "tango_widgets")
+    store = shell.run_line_magic("tango", f"label {lab.dataset.root}")  # a dataset store opens as is
+    assert len(store.dataset) == 3
+    with pytest.raises(UsageError, match="no tango project"):
+        shell.run_line_magic("tango", f"label {raw}")                  # raw images need a project
 
 
 def test_bad_commands_get_a_usage_message(shell, tmp_path):
