@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from tango_core.cli import app
 from tango_core.errors import ConfigError
 
 
+@pytest.mark.slow
 def test_cli_train_then_predict(image_dataset, tmp_path):
     runner = CliRunner()
     run = tmp_path / "run"

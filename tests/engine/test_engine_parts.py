@@ -122,12 +122,8 @@ def test_decode_names_bad_files(tmp_path):
     assert arr.shape == (16, 16, 3) and tuple(arr[5, 5]) == (10, 200, 30)
 
 
-def test_loggers_write_csv_tensorboard_and_console(tmp_path, capsys):
-    bus = ev.EventBus()
-    loggers = [create_logger(name, tmp_path) for name in ("csv", "tensorboard", "console")]
-    for lg in loggers:
-        bus.subscribe("*", lg)
-    bus.emit(ev.TRAIN_START, epochs=2, batch_size=4, device="cpu", run_dir=str(tmp_path), start_epoch=0)
+def _emit_two_epochs(bus):
+    bus.emit(ev.TRAIN_START, epochs=2, batch_size=4, device="cpu", run_dir="r", start_epoch=0)
     for epoch in range(2):
         bus.emit(ev.EPOCH_START, epoch=epoch, total_epochs=2, lr=0.1, batches=1)
         bus.emit(ev.TRAIN_BATCH, epoch=epoch, total_epochs=2, step=1, total_step=1, loss=1.0 / (epoch + 1),
@@ -135,11 +131,18 @@ def test_loggers_write_csv_tensorboard_and_console(tmp_path, capsys):
         bus.emit(ev.EPOCH_END, epoch=epoch, train_loss=1.0, metrics={"top1": 0.5 + epoch / 4}, fitness=0.5,
                  epoch_time=1.0, total_time=2.0)
     bus.emit(ev.TRAIN_END, best_model="b.pt", size_bytes=1, best_fitness=0.75, epochs_run=2, time=3.0)
+
+
+def test_csv_and_console_loggers(tmp_path, capsys):
+    bus = ev.EventBus()
+    loggers = [create_logger(name, tmp_path) for name in ("csv", "console")]
+    for lg in loggers:
+        bus.subscribe("*", lg)
+    _emit_two_epochs(bus)
     for lg in loggers:
         lg.close()
     rows = (tmp_path / "results.csv").read_text().splitlines()
     assert rows[0].startswith("epoch,train_loss,top1") and rows[2].startswith("1,1.0,0.75")
-    assert list(tmp_path.glob("events.out.tfevents.*"))
     out = capsys.readouterr()
     assert "epoch 2: loss 1.0000  top1 0.75" in out.out + out.err
     # a resumed run keeps the rows before its start epoch and drops the ones after
@@ -148,3 +151,18 @@ def test_loggers_write_csv_tensorboard_and_console(tmp_path, capsys):
     assert [r["epoch"] for r in csv_logger.rows] == ["0"]
     with pytest.raises(UnknownNameError, match="csv"):
         create_logger("cvs", tmp_path)
+
+
+@pytest.mark.slow  # importing tensorboard takes seconds
+def test_tensorboard_logger_writes_scalars(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    bus = ev.EventBus()
+    logger = create_logger("tensorboard", tmp_path)
+    bus.subscribe("*", logger)
+    _emit_two_epochs(bus)
+    logger.close()
+    acc = EventAccumulator(str(tmp_path))
+    acc.Reload()
+    assert [s.value for s in acc.Scalars("val/top1")] == [0.5, 0.75]
+    assert [s.step for s in acc.Scalars("train/loss")] == [1, 2]
