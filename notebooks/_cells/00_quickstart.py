@@ -25,10 +25,10 @@ if "google.colab" in sys.modules:
 workdir = "tango-quickstart"   # where the project is created
 task = "classification"        # classification (digits sample) or detection (shapes sample)
 target = "x86-cpu"             # a target id: see `tango targets list`
-n_per_class = 40               # sample images per class (classification)
+n_per_class = 50               # sample images per class (classification)
 n_images = 120                 # sample images (detection)
-imgsz = 32                     # image size used for the sample and training
-epochs = 3
+imgsz = 16                     # image size used for the sample and training
+epochs = 8
 batch_size = 32                # an integer, or "auto" to measure the largest batch that fits
 export_formats = "auto"        # "auto": the target's runtimes that run here (first 3); or e.g. "onnx,openvino"
 seed = 0
@@ -61,6 +61,8 @@ if task == "classification":
 else:
     ds = make_sample("shapes", project.path("data"), n=n_images, size=imgsz, task=task, seed=seed)
 project.attach_dataset(ds)   # records the dataset and its classes; labels are complete too
+if task == "classification":
+    project.set(hyp={"fliplr": 0.0})   # a mirrored digit is another symbol: no flip augmentation
 print(f"{len(ds)} images, classes {ds.classes}")
 
 # %% [markdown]
@@ -142,9 +144,29 @@ exports_table = Table(rows, title=f"Exports for {t.name}")
 exports_table
 
 # %% [markdown]
+# ## 8. Deploy package for the target
+# The package holds the export, standalone pre- / post-processing, a runner, an HTTP server
+# (KServe v2 protocol included), pinned requirements and a Dockerfile, plus the target's own
+# files (Kubernetes manifests, device scripts...). It is checked here, and run when its runtime
+# runs on this machine.
+
+# %%
+from tango_core.deploy import check_package, deploy
+
+package = deploy(project)
+checks = check_package(package.path, run=t.cpu_only and t.cpu == "x86_64")
+print(package)
+print(f"checks: {sum(c.ok for c in checks)} of {len(checks)} passed")
+assert checks.ok, "\n".join(str(c) for c in checks if not c.ok)
+
+# %% [markdown]
 # ## Summary
 
 # %%
 print(project)
 for stage, status in project.summary().items():
     print(f"  {stage:16s} {status}")
+print(f"\nmodel {project.config.model}: " + ", ".join(f"{k} {v:.3f}" for k, v in result.metrics.items()
+                                                    if isinstance(v, float)))
+print("exports:", ", ".join(r["format"] for r in rows), "| all verified:", all(r["verified"] for r in rows))
+print("deploy package:", package.path)

@@ -22,9 +22,10 @@ if "google.colab" in sys.modules:
 workdir = "tango-classification"
 images = ""              # your dataset: a folder or .zip (ImageFolder, COCO, YOLO, VOC); empty: the digits sample
 target = "x86-cpu"       # where the model will run (tango targets list)
-n_per_class = 30         # digits sample size per class
-imgsz = 32
-epochs = 4
+n_per_class = 50         # digits sample size per class
+imgsz = 16
+epochs = 8
+flip = False             # mirror images in augmentation (wrong for digits and text)
 batch_size = 32          # or "auto"
 model = ""               # empty: the recommendation; or any registered name, e.g. resnet-cifar32
 seed = 0
@@ -50,6 +51,7 @@ elif images:
 else:
     ds = make_sample("digits", project.path("data"), n_per_class=n_per_class, size=imgsz, seed=seed)
 project.attach_dataset(ds)
+project.set(hyp={**project.config.hyp, "fliplr": 0.5 if flip else 0.0})
 report = analyse(ds)
 print(report.summary())
 

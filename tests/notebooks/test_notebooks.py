@@ -48,6 +48,7 @@ def test_quickstart_main_job_writes_a_report(tmp_path):
     assert "no problems found" in html
     assert "model_selection  completed" in html
     assert "training         completed" in html and "export           completed" in html
+    assert "deploy           completed" in html and "all verified: True" in html
     assert "tango-graph-static" in html and "tango-dashboard-static" in html  # widgets' static forms
     assert '<caption>Exports for This PC (x86-64 CPU)</caption>' in html
     assert "<td>onnx</td>" in html and "FAILED" not in html
@@ -68,6 +69,8 @@ def test_quickstart_with_detection_parameters(tmp_path):
 STAGE_RUNS = {
     "02_classification": [{}, {"model": "resnet-cifar32", "imgsz": 24, "n_per_class": 12, "epochs": 2,
                                "batch_size": "auto", "target": "galaxy-s22"}],
+    "04_export_benchmark": [{}, {"formats": "onnx,tvm", "int8": False, "benchmark_runs": 5}],
+    "05_deploy": [{}, {"target": "rpi5-coral", "also": "aws-ecs,odroid-m1"}],
     "03_detection": [{}, {"model": "yolov9-t", "n_images": 24, "imgsz": 64, "epochs": 1, "batch_size": 4}],
 }
 
