@@ -125,8 +125,11 @@ def measure_memory(root: Path, backend: str | None, timeout: float = 300.0) -> d
         if line.startswith("TANGO_MEASURE "):
             data = json.loads(line.split(" ", 1)[1])
             return {"measured": True, **data}
-    tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-    return {"measured": False, "reason": tail[:300]}
+    lines = proc.stderr.strip().splitlines() or ["no output"]
+    # the exception line says why (a missing runtime, a file that is not for this machine)
+    reason = next((ln for ln in reversed(lines) if ln.split(":")[0].endswith(("Error", "Exception", "Missing"))),
+                  lines[-1])
+    return {"measured": False, "reason": reason[:300]}
 
 
 def memory_plan(measurement: dict[str, Any], model_bytes: int, gpu: bool = False) -> dict[str, Any]:

@@ -185,9 +185,12 @@ def _fill(pkg: Package, measure: bool) -> dict[str, Any]:
     write_json(pkg.path(PACKAGE_FILE), record)
     model_size = (pkg.meta_path.parent / pkg.meta["files"]["model"]).stat().st_size if not kind.python \
         else _build.model_bytes(pkg, files)
-    if measure and kind.python:
-        use = host if runtime.device_only else None
-        measurement = _build.measure_memory(pkg.root, use)
+    arch = (pkg.meta.get("options") or {}).get("arch")
+    if measure and kind.python and runtime.name == "tvm" and arch not in (None, "native"):
+        measurement = {"measured": False, "reason": f"the TVM module is cross-compiled for {arch}: it runs on the "
+                                                    "board only"}
+    elif measure and kind.python and (host or not runtime.device_only):
+        measurement = _build.measure_memory(pkg.root, host if runtime.device_only else None)
     else:
         measurement = {"measured": False, "reason": "measure=False" if kind.python else "not a Python package"}
     memory = _build.memory_plan(measurement, model_size, gpu=gpu and runtime.name in ("torchscript", "tensorrt",

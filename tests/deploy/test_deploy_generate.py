@@ -206,3 +206,26 @@ def test_checkers_fail_on_broken_dockerfile_kotlin_shell_and_changed_files(broke
     device = broken("comma-3x")
     _edit(device / "install.sh", 'cd "$(dirname "$0")"', 'cd "$(dirname "$0")" && if then')
     assert _failed(device, "shell")
+
+
+def test_kubernetes_resources_come_from_the_measured_memory(exports, workdir):
+    """A user's own target (CPU nodes, ONNX Runtime): the package is run here to measure its peak
+    memory, and the Deployment requests it."""
+    from tango_core.targets import register_target
+
+    register_target({"id": "test-k8s-cpu", "name": "CPU cluster", "kind": "k8s", "cpu": "x86_64",
+                     "accelerator": "none", "runtimes": ["onnx"],
+                     "deploy": {"package": "k8s", "provider": "kubernetes", "base_image": "cpu"},
+                     "requires": ["registry"]})
+    result = deploy(exports("onnx"), target="test-k8s-cpu", out=workdir / "measured", registry="r.example/x")
+    memory = result.record["memory"]
+    assert memory["measured"] and 20 < memory["peak_mb"] < 2000 and "onnxruntime" in memory["how"]
+    assert memory["request_mi"] >= memory["peak_mb"] * 1.25 and memory["limit_mi"] >= memory["peak_mb"] * 2
+    deployment = yaml.safe_load((result.path / "deploy/k8s/deployment.yaml").read_text())
+    resources = deployment["spec"]["template"]["spec"]["containers"][0]["resources"]
+    assert resources == {"requests": {"cpu": "1", "memory": f"{memory['request_mi']}Mi"},
+                         "limits": {"memory": f"{memory['limit_mi']}Mi"}}  # no GPU on this target
+    assert "FROM python:3.11-slim-bookworm" in (result.path / "Dockerfile").read_text()
+    report = check_package(result.path)
+    assert report.ok, "\n".join(map(str, report.failures))
+    assert not list(result.path.rglob("__pycache__"))  # measuring left nothing behind
