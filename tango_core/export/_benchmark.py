@@ -171,7 +171,7 @@ def benchmark(model: Any, rows: list[tuple[str, dict[str, Any]]] | None = None, 
         try:
             exp = export(model, fmt, out=out, data=data,
                          calibration=calibration, project=project, threads=threads, events=bus,
-                         name=f"bench_{label.replace(' ', '_')}", **opts)
+                         name=f"bench_{fmt}" + ("_tuned" if opts.get("tune") else ""), **opts)
             runner = load_exported(exp.metadata_path, threads=threads, module=source.model)
             nms = bool(exp.metadata.get("detection") and exp.metadata["detection"].get("nms_in_graph"))
             full = run_nms_batched(runner, samples.images, 1) if nms else run_batched(runner, samples.images, 1, False)

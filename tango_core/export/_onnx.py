@@ -22,14 +22,15 @@ from ..errors import require
 from ._exporter import Artifacts, Context, ExportError
 from ._table import builder
 
-_OP = re.compile(r"(aten(?:::|\.)[A-Za-z0-9_]+)")
+_OP = re.compile(r"(aten(?:::|\.)[A-Za-z0-9_]+|tfl\.[A-Za-z0-9_]+)")
 
 
 def unsupported_op(fmt: str, exc: BaseException) -> ExportError:
     """An ExportError naming the operator the exporter choked on, when its message names one."""
     text = str(exc)
     match = _OP.search(text)
-    op = match.group(1).replace(".", "::") if match else None
+    op = (match.group(1) if match.group(1).startswith("tfl.") else match.group(1).replace(".", "::")) \
+        if match else None
     if op is not None:
         return ExportError(fmt, f"the model uses {op}, which the {fmt} exporter does not support",
                            "replace that operation in the model, or pick another format", op=op)

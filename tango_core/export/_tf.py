@@ -64,16 +64,38 @@ def _lowering_error(fmt: str, exc: BaseException) -> ExportError:
     return unsupported_op(fmt, exc)
 
 
+def _tflite_friendly(model: torch.nn.Module, example: torch.Tensor) -> torch.nn.Module:
+    """``x ** 2`` -> ``x * x``: LiteRT's converter refuses tfl.pow, which YOLO box decoding needs."""
+    try:
+        program = torch.export.export(model, (example,))
+    except Exception:  # noqa: BLE001  litert-torch reports export errors itself, with the op
+        return model
+    graph_module = program.module()
+    graph = graph_module.graph
+    changed = False
+    for node in list(graph.nodes):
+        if node.op == "call_function" and node.target is torch.ops.aten.pow.Tensor_Scalar and node.args[1] == 2:
+            with graph.inserting_before(node):
+                square = graph.call_function(torch.ops.aten.mul.Tensor, (node.args[0], node.args[0]))
+            node.replace_all_uses_with(square)
+            graph.erase_node(node)
+            changed = True
+    if not changed:
+        return model
+    graph_module.recompile()
+    return graph_module
+
+
 def float_tflite(ctx: Context, path: Path, channels_last: bool = False) -> Path:
     """The fp32 .tflite of the prepared model (NCHW input unless ``channels_last``)."""
     litert_torch = require("litert_torch", "tflite", "exporting to TFLite")
-    model, example = ctx.model, ctx.example
+    model, example = _tflite_friendly(ctx.model, ctx.example), ctx.example
     if channels_last:
         model = litert_torch.to_channel_last_io(model, args=[0])
         example = example.permute(0, 2, 3, 1).contiguous()
     try:
         with _quiet():
-            edge = litert_torch.convert(model.eval(), (example,))
+            edge = litert_torch.convert(model, (example,))  # ctx.model is in eval mode already
             with tempfile.TemporaryDirectory(dir=path.parent, prefix=".tflite-") as tmp:
                 edge.export(str(Path(tmp) / "model.tflite"))
                 atomic_write_bytes(path, (Path(tmp) / "model.tflite").read_bytes())
@@ -82,9 +104,29 @@ def float_tflite(ctx: Context, path: Path, channels_last: bool = False) -> Path:
     return path
 
 
-def quantize_tflite(float_path: Path, out: Path, precision: str, images: np.ndarray | None, layout: str) -> Path:
+def _tail_tensors(path: Path) -> list[str]:
+    """Output tensors of the ops after the last convolution (a detector's box decoding)."""
+    lite = require("ai_edge_litert.interpreter", "tflite", "reading TFLite models")
+    interp = lite.Interpreter(model_path=str(path))
+    ops = interp._get_ops_details()  # noqa: SLF001  the op list has no public accessor
+    convs = [o["index"] for o in ops if o["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV")]
+    if not convs:
+        return []
+    names = {t["index"]: t["name"] for t in interp.get_tensor_details()}
+    return [names[i] for o in ops if o["index"] > max(convs) for i in o["outputs"] if i in names]
+
+
+def quantize_tflite(float_path: Path, out: Path, precision: str, images: np.ndarray | None, layout: str,
+                    float_tail: bool = False) -> Path:
+    """``float_tail``: leave the ops after the last convolution in float (see ``_onnx.tail_nodes``)."""
+    import re
+
     aeq = require("ai_edge_quantizer.quantizer", "tflite", "quantising TFLite models")
-    recipe = {"fp16": _FP16_RECIPE, "dynamic_int8": _DYNAMIC_RECIPE, "int8": _STATIC_RECIPE}[precision]
+    recipe = list({"fp16": _FP16_RECIPE, "dynamic_int8": _DYNAMIC_RECIPE, "int8": _STATIC_RECIPE}[precision])
+    if float_tail and precision != "fp16":
+        # an op's scope is its output tensor names, each followed by ';'
+        recipe += [{"regex": f"(^|;){re.escape(name)};", "operation": "*", "algorithm_key": "no_quantize"}
+                   for name in _tail_tensors(float_path)]
     with _quiet():
         q = aeq.Quantizer(str(float_path), recipe)
         calibration = None
@@ -146,7 +188,8 @@ def build_tflite(ctx: Context) -> Artifacts:
         tmp = float_tflite(ctx, ctx.sibling(".fp32.tflite.tmp"))
         try:
             images = ctx.calibration().images if ctx.precision == "int8" else None
-            quantize_tflite(tmp, ctx.path, ctx.precision, images, "NCHW")
+            quantize_tflite(tmp, ctx.path, ctx.precision, images, "NCHW",
+                            float_tail=ctx.source.task == "detection")
         finally:
             tmp.unlink(missing_ok=True)
     return _tflite_artifacts(ctx, ctx.path, {"model": ctx.path}, "NCHW")
@@ -162,7 +205,8 @@ def build_edgetpu(ctx: Context) -> Artifacts:
     float_path = float_tflite(ctx, folder / f".{stem}.fp32.tflite", channels_last=True)
     int8 = folder / f"{stem}_int8.tflite"
     try:
-        quantize_tflite(float_path, int8, "int8", ctx.calibration().images, "NHWC")
+        quantize_tflite(float_path, int8, "int8", ctx.calibration().images, "NHWC",
+                        float_tail=ctx.source.task == "detection")
     finally:
         float_path.unlink(missing_ok=True)
     compiled = f"{stem}_int8_edgetpu.tflite"

@@ -6,6 +6,8 @@ something; it trains once per session, on one thread, in about three seconds.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -26,6 +28,24 @@ class TinyNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(torch.flatten(self.pool(self.features(x)), 1))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _openvino_without_telemetry():
+    """Importing openvino sends telemetry from a forked process (unreachable here, and a fork of a
+    process running JAX threads can deadlock); OpenVINO skips it when CI=true at import time."""
+    old = os.environ.get("CI")
+    os.environ["CI"] = "true"
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        pass
+    finally:
+        if old is None:
+            del os.environ["CI"]
+        else:
+            os.environ["CI"] = old
+    yield
 
 
 @pytest.fixture(scope="session")
