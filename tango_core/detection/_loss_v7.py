@@ -143,6 +143,7 @@ class V7Loss:
         return lbox, lobj, lcls
 
     def __call__(self, outputs: dict[str, Any], targets: list[Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        outputs = {k: [x.float() for x in v] for k, v in outputs.items()}  # whatever the autocast dtype
         main = outputs["main"]
         tgt = flat_targets(targets, main[0].device)
         bs = main[0].shape[0]

@@ -95,7 +95,8 @@ class V9Loss:
 
     def _branch(self, levels: list[torch.Tensor], gt: torch.Tensor) -> tuple[torch.Tensor, ...]:
         b = levels[0].shape[0]
-        flat = torch.cat([x.view(b, x.shape[1], -1) for x in levels], 2).transpose(1, 2)  # (B, N, 4R + C)
+        # (B, N, 4R + C) in float32 whatever the autocast dtype: coordinates need the precision
+        flat = torch.cat([x.float().view(b, x.shape[1], -1) for x in levels], 2).transpose(1, 2)
         pred_dist, pred_scores = flat.split((4 * self.reg_max, self.nc), -1)
         points, stride = anchor_points([x.shape[2:] for x in levels], self.strides.to(flat.device),
                                        flat.device, flat.dtype)
@@ -160,7 +161,8 @@ class V9Loss:
             terms = {"box": lbox * h["box"], "cls": lcls * h["cls"], "dfl": ldfl * h["dfl"]}
             if coef_key in outputs and masks is not None:
                 hw = img_hw or tuple(s * int(self.strides[0]) for s in outputs[key][0].shape[2:])
-                lseg = self._mask_loss(outputs[coef_key], outputs[proto_key], fg, gt_idx, boxes_px, masks, hw)
+                lseg = self._mask_loss(outputs[coef_key].float(), outputs[proto_key].float(), fg, gt_idx, boxes_px,
+                                       masks, hw)
                 terms["seg"] = lseg * h["box"]
             for k, v in terms.items():
                 total = total + w * v

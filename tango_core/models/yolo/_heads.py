@@ -38,7 +38,7 @@ def decode_anchor_based(raw: list[torch.Tensor], anchors: torch.Tensor, strides:
     out = []
     for level, p in enumerate(raw):
         b, na, ny, nx, no = p.shape
-        y = p.sigmoid()
+        y = p.float().sigmoid()  # float32: half precision cannot hold pixel coordinates of large inputs
         gx, gy = _grid(ny, nx, p.device, p.dtype)
         cx = (y[..., 0] * 2 - 0.5 + gx) * strides[level]
         cy = (y[..., 1] * 2 - 0.5 + gy) * strides[level]
@@ -73,7 +73,8 @@ def dfl_expectation(box: torch.Tensor, reg_max: int) -> torch.Tensor:
 def decode_anchor_free(raw: list[torch.Tensor], strides: torch.Tensor, nc: int, reg_max: int = 16) -> torch.Tensor:
     """YOLOv9 outputs ``(B, 4 * reg_max + nc, ny, nx)`` per level -> ``(B, N, 4 + nc)``."""
     b = raw[0].shape[0]
-    flat = torch.cat([p.view(b, p.shape[1], -1) for p in raw], 2)
+    # float32: half precision cannot hold pixel coordinates of large inputs
+    flat = torch.cat([p.float().view(b, p.shape[1], -1) for p in raw], 2)
     box, cls = flat.split((4 * reg_max, nc), 1)
     points, stride = anchor_points([p.shape[2:] for p in raw], strides, flat.device, flat.dtype)
     dist = dfl_expectation(box, reg_max).transpose(1, 2)  # (B, N, 4)
