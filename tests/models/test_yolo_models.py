@@ -31,6 +31,7 @@ def test_every_variant_is_registered_with_its_metadata():
     assert model_info("yolov7-e6e")["strides"] == [8, 16, 32, 64]
     assert model_info("yolov7-e6e")["native_input_size"] == 1280
     assert model_info("yolov9-c")["strides"] == [8, 16, 32]
+    assert model_info("yolov9-c")["gflops"] == pytest.approx(102.1, abs=0.1)
 
 
 def test_selection_table_names_only_creatable_yolo_models():

@@ -6,7 +6,8 @@ lists the graph for the viewer, and ``deploy(model)`` returns the inference form
 branch removed, re-parameterised convs and batch norms fused).
 
 Registry metadata: ``params`` / ``flops`` are exact counts of the *deploy* graph at 80 classes and
-640 x 640 (FLOPs count a multiply-add as two); ``train_params`` / ``train_flops`` those of the
+640 x 640 (FLOPs count a multiply-add as two, the unit of the other families; ``gflops`` is the
+same in billions, the unit of the YOLO tables); ``train_params`` / ``train_flops`` those of the
 training graph; ``published_*`` the paper's table with ``published_form`` saying which graph the
 published count is of.  The P6 models (w6, e6, d6, e6e) are published at 1280 x 1280
 (``native_input_size``); every model accepts any size divisible by its largest stride.
@@ -44,6 +45,7 @@ def _metadata(cfg: dict[str, Any], path: Path) -> dict[str, Any]:
         "num_classes": 80,
         "params": measured["params"],
         "flops": measured["flops"],
+        "gflops": round(measured["flops"] / 1e9, 2),
         "params_form": "deploy",
         "train_params": measured["train_params"],
         "train_flops": measured["train_flops"],
