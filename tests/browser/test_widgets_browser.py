@@ -127,6 +127,29 @@ def label_with_the_mouse(page, store: Path, prefix: str) -> None:
     assert any(g > 150 and r < 120 and b < 120 for r, g, b in strip), strip
 
 
+def wait_kernel_value(probe: KernelProbe, expr: str, predicate, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe.eval(expr)
+        if predicate(value) or time.monotonic() > deadline:
+            return value
+        time.sleep(0.1)
+
+
+def zoom_with_the_wheel(page, probe: KernelProbe) -> None:
+    fitted = probe.eval("lab.canvas.zoom")
+    (cx, cy), = page.evaluate(TO_PAGE_JS, [[160, 120]])
+    page.mouse.move(cx, cy)
+    page.mouse.wheel(0, -400)                                  # zoom in at the cursor
+    zoomed = wait_kernel_value(probe, "lab.canvas.zoom", lambda z: z > fitted * 1.5)
+    assert zoomed > fitted * 1.5
+    # the image point under the cursor stays under it
+    (x, y), = page.evaluate(TO_PAGE_JS, [[160, 120]])
+    assert abs(x - cx) < 1.5 and abs(y - cy) < 1.5
+    page.keyboard.press("f")                                   # fit again
+    assert wait_kernel_value(probe, "lab.canvas.zoom", lambda z: abs(z - fitted) < 1e-6) == pytest.approx(fitted)
+
+
 def check_dashboard(page, prefix: str) -> None:
     board = page.locator(".tango-dashboard")
     board.scroll_into_view_if_needed()
@@ -182,6 +205,7 @@ def test_widgets_in_a_real_frontend(app, server_factory, page):
     try:
         label_with_the_mouse(page, server.root / "labels" / "dataset.json", prefix)
         assert probe.eval("lab.session.progress") == [1, 2]
+        zoom_with_the_wheel(page, probe)
         check_dashboard(page, prefix)
         check_graph(page, probe, prefix)
     finally:
