@@ -67,6 +67,8 @@ def test_quickstart_with_detection_parameters(tmp_path):
 
 #: each guided notebook with its CI-sized defaults, and one other parameter set
 STAGE_RUNS = {
+    "01_labeling": [{}, {"task": "detection", "classes": "circle,square", "prelabel_model": "",
+                         "export_format": "yolo", "n_unlabeled": 10}],
     "02_classification": [{}, {"model": "resnet-cifar32", "imgsz": 24, "n_per_class": 12, "epochs": 2,
                                "batch_size": "auto", "target": "galaxy-s22"}],
     "04_export_benchmark": [{}, {"formats": "onnx,tvm", "int8": False, "benchmark_runs": 5}],
