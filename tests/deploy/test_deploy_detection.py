@@ -13,7 +13,7 @@ from deploy_helpers import TinyDetector, run_runner
 from PIL import Image
 
 from tango_core.deploy import deploy
-from tango_core.deploy._checks import run_smoke_test
+from tango_core.deploy._audit import run_smoke_test
 from tango_core.export._preprocess import to_input
 
 

@@ -11,7 +11,7 @@ import pytest
 from deploy_helpers import engine_probabilities, run_runner
 
 from tango_core.deploy import deploy
-from tango_core.deploy._checks import audit_imports, run_smoke_test
+from tango_core.deploy._audit import audit_imports, run_smoke_test
 
 #: (format, export options, target, runtime): one package per runtime that runs on this CPU
 RUNTIMES = [
