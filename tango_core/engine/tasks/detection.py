@@ -1,8 +1,8 @@
 """Object detection (and YOLOv9 instance segmentation) with the YOLO models.
 
 Data is decoded once and augmented per sample (mosaic, affine, mixup, HSV, flips: see
-``tango_core.detection._augment``); the last ``close_mosaic`` epochs train on letterboxed images
-when the task knows the run's length (``epochs``).  The loss is the model family's (YOLOv7 OTA /
+``tango_core.detection._augment``); the last ``close_mosaic`` epochs of the run (the trainer calls
+``set_epochs``) train on letterboxed images.  The loss is the model family's (YOLOv7 OTA /
 YOLOv9 task-aligned), per image, times the nominal batch ``nbs``, so one optimiser step moves the
 weights as far as the reference's (which multiplies by the batch and accumulates to ``nbs``).
 Validation: letterboxed images, NMS (confidence 0.001, IoU 0.7 for YOLOv9 / 0.65 for YOLOv7,
