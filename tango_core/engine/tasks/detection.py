@@ -60,10 +60,6 @@ class DetectionTask(Task):
         self._loss = None
         self._augment: DetectionAugment | None = None
 
-    def set_epochs(self, epochs: int) -> None:
-        """The run's length, which ``close_mosaic`` counts back from."""
-        self.epochs = int(epochs)
-
     # --- model and recipe ---------------------------------------------------------------------------
     def build_model(self, name: str) -> nn.Module:
         model = super().build_model(name)
