@@ -44,10 +44,7 @@ def make_data(steps: int) -> dict:
 def bare_loop(data: dict, epochs: int, dtype: torch.dtype | None) -> list[float]:
     """What a person writes by hand: shuffle, augment, forward, loss, backward, step."""
     torch.manual_seed(0)
-    model = create_model("resnet-cifar20")
-    cl = dtype is not None
-    if cl:
-        model = model.to(memory_format=torch.channels_last)
+    model = create_model("resnet-cifar20").to(memory_format=torch.channels_last)  # as the trainer does
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
     aug = BatchAugment(3, SIZE, {"translate": 0.125, "fliplr": 0.5, "flipud": 0.0, "hsv_v": 0.0})
     x_all, y_all = data["train"]
@@ -59,8 +56,7 @@ def bare_loop(data: dict, epochs: int, dtype: torch.dtype | None) -> list[float]
         for i in range(len(y_all) // BATCH):
             idx = order[i * BATCH:(i + 1) * BATCH]
             x, y = aug(x_all[idx], g), y_all[idx]
-            if cl:
-                x = x.contiguous(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
                 out = model(x)
             loss = F.cross_entropy(out.float(), y)

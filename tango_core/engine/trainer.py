@@ -184,12 +184,7 @@ class Trainer:
         self.task.set_epochs(a["epochs"])
         for summary in self.task.dataset_summaries():
             self._emit(ev.DATASET_SUMMARY, **summary)
-        torch.manual_seed(a["seed"])
-        self.model = self.task.build_model(a["model"]).to(self.device)
-        self.model.tango_name = a["model"]
-        weights_report = self._load_start_weights()
-        if self.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self.model, weights_report = self._initial_model()
         summary = self.task.model_summary(self.model, a["model"])
         if weights_report is not None:
             summary["weights"] = weights_report
@@ -209,19 +204,38 @@ class Trainer:
         elif a["learning_type"] == "incremental" and not weights_report["new"]:
             # the stored model is the one to beat; with new classes (a new head) there is nothing to compare
             self.baseline_fitness = self.best_fitness = self._validate().fitness
-        self._initial = None if self.resume_path is not None else self._snapshot()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_yaml(self.run_dir / "args.yaml", {k: v for k, v in a.items() if k != "hyp"})
         write_yaml(self.run_dir / "hyp.yaml", self.hyp)
 
-    def _load_start_weights(self) -> dict[str, Any] | None:
+    def _initial_model(self) -> tuple[torch.nn.Module, dict[str, Any] | None]:
+        """The model training starts from: seeded initialisation, then the start weights if any."""
         a = self.args
-        if not a["weights"] or self.resume_path is not None:
-            return None
-        # normal learning continues from a file of the same model; transfer / incremental accept a new head
-        report = load_weights(self.model, a["weights"], strict=a["learning_type"] == "normal")
-        return {"path": str(a["weights"]), "loaded": len(report.loaded),
-                "new": [k.split(":")[0] for k in report.shape_mismatch] + report.missing}
+        torch.manual_seed(a["seed"])
+        model = self.task.build_model(a["model"]).to(self.device)
+        model.tango_name = a["model"]
+        report = None
+        if a["weights"] and self.resume_path is None:
+            # normal learning continues from a file of the same model; transfer / incremental accept a new head
+            loaded = load_weights(model, a["weights"], strict=a["learning_type"] == "normal")
+            report = {"path": str(a["weights"]), "loaded": len(loaded.loaded),
+                      "new": [k.split(":")[0] for k in loaded.shape_mismatch] + loaded.missing}
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        return model, report
+
+    def _restart(self) -> None:
+        """Back to where training began (rebuilt rather than kept in memory: a copy of a big model is costly)."""
+        fresh, _ = self._initial_model()
+        state = fresh.state_dict()
+        self.model.load_state_dict(state)
+        if self.ema is not None:
+            self.ema.module.load_state_dict(state)
+            self.ema.updates = 0
+            self.ema.reset_cache()
+        self.epoch = self.step = 0
+        self.best_fitness = self.baseline_fitness if self.baseline_fitness is not None else -math.inf
+        self.best_epoch, self.history = -1, []
 
     def _auto_batch(self) -> int:
         probe_model = copy.deepcopy(self.model)  # probing updates batch-norm statistics: keep them off the model
@@ -351,12 +365,15 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
         last = self.weights_dir / "last.pt"
-        source = ckpt.read_train_state(last) if self.epoch > 0 and last.is_file() else self._initial
+        from_checkpoint = self.epoch > 0 and last.is_file()
         self.batch_size = max(MIN_BATCH, old // 2)
         self._build_optimizer()
-        self._load_state(source)
+        if from_checkpoint:
+            self._load_state(ckpt.read_train_state(last))
+        else:
+            self._restart()
         self._emit(ev.OOM_RETRY, old_batch_size=old, new_batch_size=self.batch_size, epoch=self.epoch,
-                   error=str(exc), resume_from=str(last) if source is not self._initial else "start")
+                   error=str(exc), resume_from=str(last) if from_checkpoint else "start")
 
     # --- checkpoints -------------------------------------------------------------------------------
     def _meta(self) -> dict[str, Any]:
@@ -377,14 +394,11 @@ class Trainer:
                 "epoch": self.epoch, "step": self.step, "best_fitness": self.best_fitness,
                 "best_epoch": self.best_epoch, "baseline_fitness": self.baseline_fitness,
                 "batch_size": self.batch_size, "history": self.history, "rng": ckpt.rng_state(),
-                "args": self.args}
+                "scaler": self.scaler.state_dict() if self.scaler else None, "args": self.args}
 
     def _save_last(self) -> None:
         path = ckpt.write(self.weights_dir / "last.pt", self._deploy_weights(), self._meta(), self._train_state())
         self._emit(ev.CHECKPOINT, path=str(path), kind="last", epoch=self.epoch - 1)
-
-    def _snapshot(self) -> dict[str, Any]:
-        return {"train_state": copy.deepcopy(self._train_state())}
 
     def _load_state(self, data: dict[str, Any]) -> None:
         st = data["train_state"]
@@ -393,15 +407,9 @@ class Trainer:
             self.ema.module.load_state_dict(st["ema"])
             self.ema.updates = st["ema_updates"]
             self.ema.reset_cache()
-        if st["batch_size"] == self.batch_size and st["optimizer"]["state"]:
-            self.optimizer.load_state_dict(st["optimizer"])
-        else:  # another batch size: its weight decay differs, keep the new groups but the momentum buffers
-            saved = st["optimizer"]
-            for group, old in zip(self.optimizer.param_groups, saved["param_groups"], strict=True):
-                for p, pid in zip(group["params"], old["params"], strict=True):
-                    if pid in saved["state"]:
-                        self.optimizer.state[p] = {k: v.to(p.device) if torch.is_tensor(v) else v
-                                                   for k, v in saved["state"][pid].items()}
+        self.optimizer.load_state_dict(st["optimizer"])  # the groups do not depend on the batch size
+        if self.scaler is not None and st.get("scaler"):
+            self.scaler.load_state_dict(st["scaler"])
         self.epoch, self.step = st["epoch"], st["step"]
         self.best_fitness, self.best_epoch = st["best_fitness"], st["best_epoch"]
         self.baseline_fitness = st["baseline_fitness"]

@@ -58,6 +58,14 @@ def test_oom_in_the_first_epoch_restarts_from_the_initial_state(quadrants, tmp_p
     retries = [(e["old_batch_size"], e["new_batch_size"], e["resume_from"]) for e in rec.of(ev.OOM_RETRY)]
     assert retries == [(64, 32, "start"), (32, 16, "start")]
     assert result.batch_size == 16 and result.epochs_run == 1
+    # back at the start really is the start: the retried run is the run that began at batch 16
+    last_retry = max(i for i, e in enumerate(rec.events) if e.name == ev.OOM_RETRY)
+    retried = [e["loss"] for e in rec.events[last_retry:] if e.name == ev.TRAIN_BATCH]
+    direct_bus = EventBus()
+    direct = Recorder(direct_bus)
+    Trainer(quadrants, "resnet-cifar20", epochs=1, batch_size=16, imgsz=16, run_dir=tmp_path / "d",
+            events=direct_bus, amp="off", loggers=()).fit()
+    assert retried == [e["loss"] for e in direct.of(ev.TRAIN_BATCH)]
 
 
 def test_when_even_the_smallest_batch_does_not_fit_the_error_says_what_to_do(quadrants, tmp_path):
