@@ -50,7 +50,9 @@ def make_pruner(name: str, epochs: int):
 
         raise UnknownNameError("pruner", name, list(PRUNERS))
     if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
+        # the first epoch says little (warm-up differs from trial to trial), and a median of two
+        # trials is noise: compare from the second epoch on, once three trials have finished
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1 if epochs > 1 else 0)
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(epochs, 1), reduction_factor=3)
     return optuna.pruners.NopPruner()
