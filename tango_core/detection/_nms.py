@@ -115,6 +115,8 @@ def process_masks(protos: torch.Tensor, coefs: torch.Tensor, boxes: torch.Tensor
     ``(nm, h, w)``, its detections' coefficients ``(n, nm)`` and boxes ``(n, 4)``: a sigmoid of the
     coefficient-weighted prototypes, up-sampled, cut to each box."""
     nm, h, w = protos.shape
+    if coefs.shape[0] == 0:  # no detections (an untrained model, a high threshold): no masks
+        return torch.zeros((0, *shape), dtype=torch.bool, device=protos.device)
     masks = (coefs @ protos.float().view(nm, -1)).sigmoid().view(-1, h, w)
     masks = torch.nn.functional.interpolate(masks[None], size=shape, mode="bilinear", align_corners=False)[0]
     ys = torch.arange(shape[0], device=masks.device, dtype=boxes.dtype)[None, :, None]

@@ -74,6 +74,7 @@ STAGE_RUNS = {
     "04_export_benchmark": [{}, {"formats": "onnx,tvm", "int8": False, "benchmark_runs": 5}],
     "05_deploy": [{}, {"target": "rpi5-coral", "also": "aws-ecs,odroid-m1"}],
     "06_hpo_nas": [{}, {"hpo_trials": 2, "nas_trials": 3, "n_per_class": 10, "hpo_epochs": 1}],
+    "07_segmentation": [{}, {"model": "yolov9-s-seg", "n_images": 12, "epochs": 1, "batch_size": 4}],
     "03_detection": [{}, {"model": "yolov9-t", "n_images": 24, "imgsz": 64, "epochs": 1, "batch_size": 4}],
 }
 
