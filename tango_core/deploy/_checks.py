@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from ..errors import require
 from ._lint import dockerfile_problems, kotlin_problems
 from ._package import sha256
 from ._table import find_template
@@ -193,7 +194,7 @@ def _hadolint(docker: Path) -> CheckResult:
 
 # --- cloud and cluster files ------------------------------------------------------------------------
 def _kubernetes(files: list[Path], root: Path) -> list[CheckResult]:
-    import kubernetes_validate
+    kubernetes_validate = require("kubernetes_validate", "dev", "validating Kubernetes manifests")
 
     results, docs = [], []
     for f in files:
@@ -265,7 +266,7 @@ def _schema(name: str) -> dict[str, Any]:
 
 
 def _jsonschema_problems(data: Any, schema: dict[str, Any]) -> list[str]:
-    import jsonschema
+    jsonschema = require("jsonschema", "dev", "validating cloud service files")
 
     validator = jsonschema.Draft202012Validator(schema)
     return [f"{'/'.join(str(x) for x in e.absolute_path) or '<root>'}: {e.message}"
@@ -273,7 +274,7 @@ def _jsonschema_problems(data: Any, schema: dict[str, Any]) -> list[str]:
 
 
 def _cloud_run(path: Path, root: Path) -> list[CheckResult]:
-    import kubernetes_validate
+    kubernetes_validate = require("kubernetes_validate", "dev", "validating Kubernetes manifests")
 
     rel = path.relative_to(root).as_posix()
     doc = yaml.safe_load(path.read_text(encoding="utf-8"))
