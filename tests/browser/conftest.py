@@ -13,9 +13,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import ARTIFACTS, JupyterServer, launch_chromium  # noqa: E402
 
 ARTIFACTS.mkdir(parents=True, exist_ok=True)
-# Playwright's driver puts browser profiles under $TMPDIR; keep them with the artifacts
-(ARTIFACTS / "tmp").mkdir(exist_ok=True)
-os.environ["TMPDIR"] = str(ARTIFACTS / "tmp")
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -43,10 +40,25 @@ def server_factory(tmp_path):
 def browser():
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as pw:
+    # Playwright's driver puts browser profiles under $TMPDIR: keep them with the artifacts,
+    # for the driver only (the rest of the test session keeps its own TMPDIR)
+    profiles = ARTIFACTS / "tmp"
+    profiles.mkdir(exist_ok=True)
+    old = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = str(profiles)
+    try:
+        pw = sync_playwright().start()
+    finally:
+        if old is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = old
+    try:
         chromium = launch_chromium(pw)
         yield chromium
         chromium.close()
+    finally:
+        pw.stop()
 
 
 @pytest.fixture

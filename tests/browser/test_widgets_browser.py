@@ -172,24 +172,21 @@ def check_graph(page, probe: KernelProbe, prefix: str) -> None:
     expect(popup).to_be_visible()
     expect(popup).to_contain_text("Sequential")
     expect(popup.locator(".tango-graph-node")).not_to_have_count(0)
-    assert probe.eval("graph.selected") == "layer1"
+    assert wait_kernel_value(probe, "graph.selected", lambda v: v == "layer1") == "layer1"  # the click reached Python
     view.screenshot(path=str(ARTIFACTS / f"{prefix}_graph.png"))
     # YOLOv7-E6E: four lanes, fitted to the width, zoomable, its blocks open
     big = page.locator(".big-graph")
     big.scroll_into_view_if_needed()
     page.wait_for_function("""() => document.querySelectorAll('.big-graph .tango-graph-view .tango-graph-node').length >= 60
         && document.querySelectorAll('.big-graph .tango-graph-lane').length === 4""")
-    fitted = probe.eval("big.zoom")
+    fitted = wait_kernel_value(probe, "big.zoom", lambda z: z > 0)  # fitted on first display
     assert 0 < fitted < 1
     big.locator(".tango-graph-view .tango-graph-node[data-id='3']").click()
     expect(big.locator(".tango-graph-popup")).to_contain_text("ELAN")
-    assert probe.eval("big.selected") == "3"
+    assert wait_kernel_value(probe, "big.selected", lambda v: v == "3") == "3"
     big.screenshot(path=str(ARTIFACTS / f"{prefix}_graph_e6e.png"))
     big.locator(".tango-graph-zoom-in").click()
-    deadline = time.monotonic() + 30
-    while probe.eval("big.zoom") <= fitted and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert probe.eval("big.zoom") == pytest.approx(fitted * 1.25)
+    assert wait_kernel_value(probe, "big.zoom", lambda z: z > fitted) == pytest.approx(fitted * 1.25)
 
 
 @pytest.mark.parametrize("app", ["lab", "notebook"])
