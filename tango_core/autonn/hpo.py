@@ -130,8 +130,7 @@ def tune(data: Any = None, model: str | None = None, *, trials: int | None = 20,
         from ..errors import UnknownNameError
 
         raise UnknownNameError(f"hyper-parameter (in {source})", skipped[0], list(known))
-    fixed = {**(project.config.hyp if project is not None else {}), **(hyp or {})}
-    unknown = [k for k in fixed if k not in known]
+    unknown = [k for k in (hyp or {}) if k not in known]
     if unknown:
         from ..errors import UnknownNameError
 
@@ -139,6 +138,10 @@ def tune(data: Any = None, model: str | None = None, *, trials: int | None = 20,
     searched = {k: v for k, v in full.items() if k in known and k not in (hyp or {})}
     if not searched:
         raise ConfigError(source, "<space>", "nothing left to search", "the fixed hyp covers every name in the space")
+    # the project's hyp holds an earlier search's best values: the searched names are the trials'
+    # to set, so running the same call again resumes the same study
+    fixed = {k: v for k, v in {**(project.config.hyp if project is not None else {}), **(hyp or {})}.items()
+             if k not in searched}
     name = study or f"hpo-{model}"
     root = project.root if project is not None else Path(".")
     runs = (root / "runs" / "hpo" / name).resolve()

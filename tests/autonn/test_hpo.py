@@ -106,6 +106,9 @@ def test_tune_writes_the_best_hyp_to_the_project_and_retrains(tmp_path, digits):
     assert names.count(ev.TRIAL_START) == 3 and names.count(ev.TRIAL_COMPLETE) == 3
     assert names.count(ev.TRIAL_REPORT) == 6 and names.count(ev.STUDY_END) == 1
     assert names.index(ev.STUDY_END) < names.index(ev.TRAIN_START)  # the retraining comes after the study
+    # the same call again (a notebook run twice) resumes the finished study: nothing more to run
+    again = tune(Project.open(project.root), trials=3, epochs=2, retrain=False, **TRAIN)
+    assert again.best_trial == result.best_trial and len(again.trials) == 3
     # a plain Optuna storage: optuna-dashboard reads it unchanged
     study = optuna.load_study(study_name=result.study, storage=result.storage)
     assert len(study.trials) == 3 and study.best_trial.number == result.best_trial
