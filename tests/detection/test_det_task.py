@@ -60,10 +60,21 @@ def test_batches_losses_and_validation_in_memory():
 
 def test_the_recipe_fills_what_the_user_left_at_the_engine_defaults():
     task, _ = make_task("yolov7-tiny")
-    assert task.hyp["lr0"] == 0.01 and task.hyp["momentum"] == 0.937 and task.hyp["nbs"] == 64
+    assert task.hyp["lr0"] == 0.01 and task.hyp["momentum"] == 0.937
+    assert task.hyp["nbs"] == 2  # 6 training images: the recipe's 64 would be one step in 11 epochs
     assert task.recipe["obj"] == 1.0 and task.nms_iou() == 0.65  # yolov7-tiny's recipe
     task, _ = make_task("yolov7-tiny", hyp={"lr0": 0.003, "fliplr": 0.0})
     assert task.hyp["lr0"] == 0.003 and task.recipe["fliplr"] == 0.0
+    task, _ = make_task("yolov7-tiny", hyp={"nbs": 48})
+    assert task.hyp["nbs"] == 48  # the user's nominal batch is kept
+
+
+def test_the_nominal_batch_leaves_at_least_eight_steps_an_epoch():
+    from tango_core.engine.tasks.detection import nominal_batch
+
+    assert nominal_batch(100_000) == 64  # large sets: the recipe's value
+    assert nominal_batch(160) == 20 and 160 // nominal_batch(160) >= 8
+    assert nominal_batch(5) == 2  # never below a batch-norm batch
 
 
 def test_mosaic_is_switched_off_for_the_last_epochs():

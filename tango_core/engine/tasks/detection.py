@@ -10,7 +10,9 @@ several labels per box), COCO-style mAP; fitness = 0.1 mAP@0.5 + 0.9 mAP@0.5:0.9
 
 The recipe of the model (``tango_core/detection/hyp.yaml``) supplies the loss gains and the
 augmentation; the engine's optimiser settings left at their defaults take the recipe's values
-(lr0 0.01, momentum 0.937, 3 warm-up epochs, nbs 64), values the user set are kept.
+(lr0 0.01, momentum 0.937, 3 warm-up epochs, nbs 64), values the user set are kept.  The nominal
+batch shrinks on small training sets so that every epoch makes at least 8 optimiser steps (see
+``nominal_batch``).
 """
 
 from __future__ import annotations
@@ -38,6 +40,19 @@ SAMPLES_IN_PLOTS = 8
 #: engine settings that take the recipe's value unless the user changed them
 _OPTIMISER_KEYS = ("lr0", "lrf", "momentum", "weight_decay", "warmup_epochs", "warmup_momentum", "warmup_bias_lr")
 _SHARED_AUG_KEYS = ("translate", "fliplr", "flipud", "hsv_v")
+NOMINAL_BATCH = 64  # the YOLO recipes' nominal batch
+MIN_STEPS_PER_EPOCH = 8
+
+
+def nominal_batch(num_train: int, reference: int = NOMINAL_BATCH) -> int:
+    """The recipe's nominal batch, shrunk so that an epoch still makes ``MIN_STEPS_PER_EPOCH`` optimiser steps.
+
+    The reference accumulates gradients over 64 images; on a set of a few hundred images that is a
+    handful of steps an epoch (the trainer never carries gradients across epochs), and a short run
+    barely moves the weights.  The loss is scaled by the nominal batch, so a smaller one keeps the
+    step per image (the linear scaling rule): the same learning rate, more and smaller steps.
+    """
+    return max(2, min(reference, num_train // MIN_STEPS_PER_EPOCH))
 
 
 @register_task("detection", fitness="0.1 mAP50 + 0.9 mAP50-95")
@@ -86,7 +101,7 @@ class DetectionTask(Task):
             if untouched and self.hyp.get("optimizer", "SGD") == "SGD":
                 self.hyp[key] = recipe[key]
         if self.hyp.get("nbs") == defaults.get("nbs"):
-            self.hyp["nbs"] = 64
+            self.hyp["nbs"] = nominal_batch(self.num_train())
         self.recipe = recipe
         self._augment = DetectionAugment(lambda i: self.train.samples[i], len(self.train.samples), self.imgsz,
                                          recipe, mosaic9_fraction=recipe.get("mosaic9_fraction", 0.0))
