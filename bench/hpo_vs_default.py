@@ -4,8 +4,9 @@ Digits sample (a held-out test split that neither the search nor the training se
 Three arms, each over several seeds, scored by accuracy on the test split:
 
 * default, short   — the engine's defaults, trained ``final`` epochs;
-* default, budget  — the engine's defaults, trained for the whole budget (search + final epochs):
-  what the compute spent on HPO would buy by training longer instead;
+* default, budget  — the engine's defaults, trained for as many epochs as the HPO arm spent (the
+  epochs its trials ran, pruned ones stopping early, plus the final training): what the compute
+  spent on HPO would buy by training longer instead;
 * HPO              — ``trials`` trials of ``trial_epochs`` (TPE, median pruning; trial 0 = the
   defaults), then the best hyp trained ``final`` epochs.
 
@@ -61,10 +62,6 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="tango-bench-hpo-"))
     ds = make_sample("digits", tmp / "digits", n_per_class=args.n_per_class, size=args.size, val=0.2, test=0.25)
     seeds = list(range(args.seeds))
-    budget = args.trials * args.trial_epochs + args.final
-
-    short, t_short = arm(ds, FIXED, args.final, seeds, tmp / "default_short", args)
-    long, t_long = arm(ds, FIXED, budget, seeds, tmp / "default_budget", args)
 
     bus = ev.EventBus()
     rec = ev.Recorder(bus, ev.TRIAL_REPORT)
@@ -73,7 +70,10 @@ def main() -> None:
                   batch_size=args.batch, storage=tmp / "hpo.db", retrain=False, events=bus, threads=args.threads)
     t_search = time.perf_counter() - t0
     searched_epochs = len(rec.events)  # epochs the trials ran (pruned trials stop early)
+    budget = searched_epochs + args.final  # what the HPO arm spent per seed, in epochs
     tuned, t_tuned = arm(ds, result.best_hyp, args.final, seeds, tmp / "hpo_final", args)
+    short, t_short = arm(ds, FIXED, args.final, seeds, tmp / "default_short", args)
+    long, t_long = arm(ds, FIXED, budget, seeds, tmp / "default_budget", args)
 
     def row(name: str, epochs: int, accs: list[float], seconds: float) -> str:
         sd = statistics.stdev(accs) if len(accs) > 1 else 0.0
