@@ -151,8 +151,7 @@ def benchmark_command(
     typer.echo(result.table())
     chosen = default_row(target)
     fastest = result.fastest()
-    default = next((r for r in result.rows if r["format"] == chosen and r["precision"] == "fp32"
-                    and not r.get("error")), None)
+    default = next((r for r in result.rows if r["label"] == chosen and not r.get("error")), None)
     if default is not None:
         ratio = default["inference_ms"] / fastest["inference_ms"]
         typer.echo(f"\n{target} exports {chosen} by default: {default['inference_ms']:.3f} ms, "

@@ -26,7 +26,8 @@ from ._verify import held_out
 #: rows of the default benchmark: (format, options); INT8 rows need calibration images
 DEFAULT_ROWS: list[tuple[str, dict[str, Any]]] = [
     ("torchscript", {}), ("onnx", {}), ("onnx", {"precision": "int8"}), ("openvino", {}),
-    ("openvino", {"precision": "int8"}), ("tflite", {}), ("tflite", {"precision": "int8"}),
+    ("openvino", {"precision": "fp32"}), ("openvino", {"precision": "int8"}), ("tflite", {}),
+    ("tflite", {"precision": "int8"}),
     ("saved_model", {}), ("tvm", {}),
 ]
 
@@ -165,13 +166,13 @@ def benchmark(model: Any, rows: list[tuple[str, dict[str, Any]]] | None = None, 
     bus = events or ev.EventBus()
     for fmt, row_opts in rows:
         opts = {**options, **row_opts}
-        label = fmt + (f" {opts['precision']}" if opts.get("precision") not in (None, "fp32") else "") + \
-            (" tuned" if opts.get("tune") else "")
-        row: dict[str, Any] = {"label": label, "format": fmt, "precision": opts.get("precision", "fp32")}
+        precision = opts.get("precision") or get_format(fmt).precisions[0]
+        label = fmt + (f" {precision}" if precision != "fp32" else "") + (" tuned" if opts.get("tune") else "")
+        row: dict[str, Any] = {"label": label, "format": fmt, "precision": precision}
         try:
             exp = export(model, fmt, out=out, data=data,
                          calibration=calibration, project=project, threads=threads, events=bus,
-                         name=f"bench_{fmt}" + ("_tuned" if opts.get("tune") else ""), **opts)
+                         name="bench_tuned" if opts.get("tune") else "bench", **opts)
             runner = load_exported(exp.metadata_path, threads=threads, module=source.model)
             nms = bool(exp.metadata.get("detection") and exp.metadata["detection"].get("nms_in_graph"))
             full = run_nms_batched(runner, samples.images, 1) if nms else run_batched(runner, samples.images, 1, False)
@@ -209,8 +210,11 @@ def _pin_tensorflow_threads(threads: int) -> None:
 
 
 def default_row(target_id: str = "x86-cpu") -> str:
-    """The format ``tango export`` picks for a target: its first runtime."""
+    """The row label of what ``tango export`` picks for a target: its first runtime, at that
+    format's default precision."""
     from ..targets import get_target
 
-    return get_target(target_id).runtimes[0]
+    fmt = get_target(target_id).runtimes[0]
+    precision = get_format(fmt).precisions[0]
+    return fmt if precision == "fp32" else f"{fmt} {precision}"
 

@@ -1,8 +1,9 @@
 """ONNX: the graph itself, fp16, and INT8 by ONNX Runtime's static QDQ quantisation.
 
 :func:`write_onnx` is shared by the formats built from ONNX (OpenVINO, TVM, TensorRT, RKNN).
-INT8 is static, per-channel QDQ after ``quant_pre_process``, calibrated on the user's images:
-on this CPU dynamic quantisation (ConvInteger) is slower than fp32, static QDQ is faster.
+INT8 is static QDQ (uint8 activations, per-channel int8 weights) after ``quant_pre_process``,
+calibrated on the user's images: on this CPU dynamic quantisation (ConvInteger) is slower than
+fp32, static QDQ is faster, and u8s8 kernels are about 3x faster than s8s8 ones.
 """
 
 from __future__ import annotations
@@ -159,7 +160,8 @@ def quantize_qdq(fp32: Path, out: Path, images: np.ndarray, batch: int, symmetri
                             if n.op_type in float_ops]
             quantize_static(str(pre), str(out), _Reader(images, batch), quant_format=QuantFormat.QDQ,
                             nodes_to_exclude=exclude,
-                            per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                            # uint8 activations: on x86 ORT's u8s8 kernels are ~3x faster than s8s8 here
+                            per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                             calibrate_method=CalibrationMethod.MinMax,
                             extra_options={"ActivationSymmetric": symmetric_activations})
     finally:

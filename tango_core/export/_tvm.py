@@ -46,11 +46,12 @@ def cache_root(option: str | None) -> Path:
 
 def _tune(mod, target, work_dir: Path, budget_s: float, trials: int, log: list[str]) -> None:
     """MetaSchedule with a wall-clock budget: a measure callback stops every task when it runs out."""
+    from tvm.ir.utils import derived_object
     from tvm.s_tir import meta_schedule as ms
 
     deadline = time.monotonic() + budget_s
 
-    @ms.derived_object
+    @derived_object
     class _Budget(ms.measure_callback.PyMeasureCallback):
         def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results):
             if time.monotonic() > deadline:
@@ -65,8 +66,11 @@ def _tune(mod, target, work_dir: Path, budget_s: float, trials: int, log: list[s
         mod, params={}, target=target, work_dir=str(work_dir), max_trials_global=trials,
         max_trials_per_task=per_task, num_trials_per_iter=16,
         measure_callbacks=[*ms.MeasureCallback.create("default"), _Budget()],
-        runner=ms.runner.LocalRunner(evaluator_config=ms.runner.EvaluatorConfig(number=3, repeat=1,
-                                                                                 min_repeat_ms=20)))
+        # generous timeouts: a worker process imports TVM first, which takes tens of seconds on a
+        # busy machine, and the default 30 s would time out every candidate
+        builder=ms.builder.LocalBuilder(max_workers=max(1, (os.cpu_count() or 2) - 1), timeout_sec=120),
+        runner=ms.runner.LocalRunner(timeout_sec=120, evaluator_config=ms.runner.EvaluatorConfig(
+            number=3, repeat=1, min_repeat_ms=20)))
     log.append(f"tuned {len(tasks)} tasks for {time.monotonic() - started:.0f} s (budget {budget_s:.0f} s)")
 
 
