@@ -6,7 +6,7 @@ ways, each on a fresh study: one worker on 1 thread, one worker on 2 threads, tw
 call to its return, worker start-up included.  The ratio 2 workers / 1 worker (1 thread) is the
 scaling of the study itself; the 2-thread row shows what one worker gets from the second core.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/hpo_workers.py [--trials 10] [--storage sqlite:///x.db]
+    OMP_NUM_THREADS=1 .venv/bin/python bench/hpo_workers.py [--trials 16] [--storage sqlite:///x.db]
 
 Without --storage it starts a private PostgreSQL (tests/autonn/pg_server.py; needs the Debian
 postgresql package).
@@ -40,8 +40,8 @@ def run(data: Path, storage: str, name: str, workers: int, threads: int, args) -
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="resnet-cifar20")
-    ap.add_argument("--trials", type=int, default=10)
-    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--trials", type=int, default=16)
+    ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--size", type=int, default=32)
     ap.add_argument("--n-per-class", type=int, default=40)
     ap.add_argument("--storage", default=None)

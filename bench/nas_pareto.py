@@ -45,7 +45,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     shown = sorted({c.trial: c for c in [*r.front, base]}.values(), key=lambda c: c.latency_ms)
     for c in shown:
-        tag = " (base)" if c.is_base else ("" if c in r.front else " (not on the front)")
+        tag = (" (base)" if c.is_base else "") + ("" if c in r.front else " (not on the front)")
         print(f"| {c.trial}{tag} | {c.describe} | {c.accuracy:.3f} | {c.latency_ms:.3f} | {c.params:,} | "
               f"{c.accuracy - base.accuracy:+.3f} | {base.latency_ms / c.latency_ms:.2f}x |")
     better = [c for c in r.front if not c.is_base and c.accuracy >= base.accuracy and c.latency_ms < base.latency_ms]
