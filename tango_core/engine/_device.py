@@ -83,7 +83,7 @@ def system_info(device: torch.device, dtype: torch.dtype | None) -> dict[str, An
         "cuda": torch.cuda.is_available(),
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": _cpu_name(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "threads": torch.get_num_threads(),
         "ram_bytes": psutil.virtual_memory().total,
@@ -93,3 +93,14 @@ def system_info(device: torch.device, dtype: torch.dtype | None) -> dict[str, An
         props = torch.cuda.get_device_properties(device)
         info.update(gpu=props.name, gpu_memory_bytes=props.total_memory)
     return info
+
+
+def _cpu_name() -> str:
+    try:  # platform.processor() is empty on most Linux systems
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

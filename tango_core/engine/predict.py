@@ -34,6 +34,9 @@ class Predictor:
         missing = [k for k in ("model", "classes", "imgsz", "in_channels") if not data.get(k)]
         if missing:
             raise DataError(weights, f"has no {', '.join(missing)} metadata", "predict with weights saved by tango's trainer")
+        if data.get("task", "classification") != "classification":
+            raise DataError(weights, f"holds a {data['task']} model; this predictor classifies images",
+                            "use the detection predictor of tango_core.detection for detection weights")
         self.classes: list[str] = list(data["classes"])
         self.imgsz, self.channels = int(data["imgsz"]), int(data["in_channels"])
         self.device = torch.device(device)

@@ -166,3 +166,16 @@ def test_tensorboard_logger_writes_scalars(tmp_path):
     acc.Reload()
     assert [s.value for s in acc.Scalars("val/top1")] == [0.5, 0.75]
     assert [s.step for s in acc.Scalars("train/loss")] == [1, 2]
+
+
+def test_predictor_refuses_weights_it_cannot_use(tmp_path):
+    from tango_core.engine import Predictor
+    from tango_core.models.weights import save_weights
+
+    model = create_model("resnet-cifar20", num_classes=2)
+    bare = save_weights(model, tmp_path / "bare.pt")
+    with pytest.raises(DataError, match="bare.pt.*no classes, imgsz"):
+        Predictor(bare)
+    det = save_weights(model, tmp_path / "det.pt", task="detection", classes=["a", "b"], imgsz=32)
+    with pytest.raises(DataError, match="det.pt.*detection model"):
+        Predictor(det)
