@@ -95,6 +95,8 @@ class Trainer:
             run_dir = run_dir or self.resume_path.parent.parent
             if data is None:
                 data = saved.get("data")
+        if type(data).__name__ == "Project":
+            raise ConfigError("Trainer", "data", "is a Project", "call tango_core.engine.train(project) instead")
         if data is None or data == "<memory>":
             raise ConfigError("train", "data", "no data given", "pass a dataset, its folder, or tensors")
         args["data"] = str(data) if isinstance(data, (str, Path)) else getattr(data, "root", "<memory>")
