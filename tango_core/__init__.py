@@ -20,6 +20,12 @@ _LAZY = {
     "create_model": "tango_core.models",
     "list_models": "tango_core.models",
     "model_info": "tango_core.models",
+    "train": "tango_core.engine",
+    "predict": "tango_core.engine",
+    "export": "tango_core.export",
+    "deploy": "tango_core.deploy",
+    "tune": "tango_core.autonn",
+    "search": "tango_core.autonn",
 }
 
 
