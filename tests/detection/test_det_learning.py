@@ -26,7 +26,7 @@ def shapes(tmp_path_factory):
 N_IMAGES = 100  # 80 train, 20 val, one or two shapes each
 #: model: (epochs, hyp, the mAP@0.5 it must reach).  YOLOv9-t's last 15 epochs train without
 #: mosaic (its recipe's close_mosaic), on images like the validation ones.  Measured with this
-#: seed: mAP@0.5 0.000 after epoch 1, 0.10 after 9, 0.146 after 13 (still rising); at 64 px the
+#: seed: mAP@0.5 0.000 after epoch 1, 0.10 after 9, 0.146 after 13 (still rising; that run stopped at its time limit after 14 of the 20 epochs); at 64 px the
 #: class priors start every score under the validation confidence, so the climb is slow.
 CASES = {
     "yolov9-t": (20, {"optimizer": "AdamW", "lr0": 0.002, "warmup_epochs": 1.0}, 0.07),
