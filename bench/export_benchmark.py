@@ -30,8 +30,8 @@ MODELS = {
 }
 
 
-def prepare(model: str, work: Path, epochs: int, seed: int = 0):
-    """(weights file or registry name, dataset, note) for ``model``."""
+def prepare(model: str, work: Path, epochs: int, seed: int = 0, weights: str | None = None):
+    """(weights file or registry name, dataset, note) for ``model``; ``weights``: a file trained before."""
     from tango_core.data import make_sample
 
     sample, options, imgsz = MODELS[model]
@@ -42,6 +42,11 @@ def prepare(model: str, work: Path, epochs: int, seed: int = 0):
         ds = load_dataset(ds_dir)
     else:
         ds = make_sample(sample, ds_dir, seed=seed, **options)
+    if weights:
+        from tango_core.models.weights import read_weights
+
+        meta = read_weights(weights)
+        return weights, ds, f"weights {weights} ({meta.get('epoch', -1) + 1} epochs on the {sample} sample, {meta.get('metrics')})"
     if epochs <= 0:
         return model, ds, "untrained (random initialisation)"
     from tango_core.engine import train
@@ -94,15 +99,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tune-budget", type=int, default=0, help="seconds of TVM tuning (0: no tuned row)")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "bench_export")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--weights", nargs="*", default=[], metavar="MODEL=PATH",
+                        help="weights trained before (skips training that model)")
+    parser.add_argument("--rows", default=None, help="comma-separated rows instead of the default, e.g. "
+                                                      "onnx,openvino:fp32,tflite:int8")
     args = parser.parse_args(argv)
 
     from tango_core.export import benchmark
     from tango_core.export._benchmark import DEFAULT_ROWS
 
     report = {}
+    given = dict(item.split("=", 1) for item in args.weights)
     for model in args.models:
-        weights, ds, note = prepare(model, args.work, args.epochs)
+        weights, ds, note = prepare(model, args.work, args.epochs, weights=given.get(model))
         rows = list(DEFAULT_ROWS)
+        if args.rows:
+            rows = [(f, {"precision": p} if p else {}) for f, _, p in
+                    (item.strip().partition(":") for item in args.rows.split(","))]
         if args.tune_budget:
             rows.append(("tvm", {"tune": True, "tune_budget_s": args.tune_budget,
                                  "tuning_cache": str(args.work / "tvm-tuning")}))

@@ -267,8 +267,8 @@ def export(model: nn.Module | str | os.PathLike | None = None, format: str | Non
             raise VerificationError(path, verification)
     if project is not None:
         exports = dict(project.stages["export"].info.get("exports") or {})
-        exports[fmt if opts.get("precision") in (None, "fp32") else f"{fmt}_{opts['precision']}"] = \
-            os.path.relpath(meta_path, project.root)
+        default = opts.get("precision") in (None, spec.precisions[0])
+        exports[fmt if default else f"{fmt}_{opts['precision']}"] = os.path.relpath(meta_path, project.root)
         project.mark("export", "completed", exports=exports)
     return result
 
@@ -290,8 +290,10 @@ def _require_extra(spec: FormatSpec) -> None:
     from ..errors import require
 
     modules = {"export": ["onnx", "onnxruntime"], "tflite": ["litert_torch", "ai_edge_litert"],
-               "openvino": ["openvino"], "tvm": ["tvm", "onnx"]}
+               "tensorflow": ["litert_torch", "tensorflow"], "openvino": ["openvino"], "tvm": ["tvm", "onnx"]}
     for module in modules.get(spec.extra, []):
+        if module == "tensorflow":
+            import torch._dynamo  # noqa: F401  before TensorFlow, see _runners.import_tensorflow
         require(module, spec.extra, f"exporting to {spec.name}")
 
 

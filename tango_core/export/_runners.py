@@ -62,7 +62,7 @@ def import_tensorflow(purpose: str):
     litert-torch load) once TensorFlow is loaded crashes the process with a segfault."""
     import torch._dynamo  # noqa: F401
 
-    return require("tensorflow", "tflite", purpose)
+    return require("tensorflow", "tensorflow", purpose)
 
 
 def runtime(name: str):

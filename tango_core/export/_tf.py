@@ -228,7 +228,7 @@ def build_saved_model(ctx: Context) -> Artifacts:
     from ._runners import import_tensorflow
 
     tf = import_tensorflow("writing a TensorFlow SavedModel")
-    require("litert_torch", "tflite", "lowering the model to StableHLO for TensorFlow")
+    require("litert_torch", "tensorflow", "lowering the model to StableHLO for TensorFlow")
     from litert_torch.backend import export as lowering
 
     folder = ctx.path

@@ -64,7 +64,10 @@ def _tune(mod, target, work_dir: Path, budget_s: float, trials: int, log: list[s
     per_task = max(8, trials // max(1, len(tasks)))
     ms.relax_integration.tune_relax(
         mod, params={}, target=target, work_dir=str(work_dir), max_trials_global=trials,
-        max_trials_per_task=per_task, num_trials_per_iter=16,
+        max_trials_per_task=per_task, num_trials_per_iter=8,
+        # round-robin, not the gradient scheduler: the latter visits every task once before it
+        # looks at terminations, which would overrun a short budget by a batch per task
+        task_scheduler="round-robin",
         measure_callbacks=[*ms.MeasureCallback.create("default"), _Budget()],
         # generous timeouts: a worker process imports TVM first, which takes tens of seconds on a
         # busy machine, and the default 30 s would time out every candidate
@@ -111,12 +114,13 @@ def build_tvm(ctx: Context) -> Artifacts:
             state_file = work_dir / "tango_tuning.json"
             state = read_json(state_file) if state_file.is_file() else {"trials": 0, "seconds": 0.0}
             if state["trials"] >= opts["tune_trials"] or state["seconds"] >= opts["tune_budget_s"]:
+                # the budget given before is spent (or the trials done): reuse the log as it is
                 notes.append(f"reused the tuning log in {work_dir}")
             else:
                 work_dir.mkdir(parents=True, exist_ok=True)
                 started = time.monotonic()
                 _tune(mod, target, work_dir, opts["tune_budget_s"] - state["seconds"], opts["tune_trials"], notes)
-                state = {"trials": opts["tune_trials"], "seconds": state["seconds"] + time.monotonic() - started}
+                state = {"trials": _records(work_dir), "seconds": state["seconds"] + time.monotonic() - started}
                 write_json(state_file, state)
             with target:
                 mod = relax.transform.MetaScheduleApplyDatabase(str(work_dir))(mod)
@@ -133,6 +137,12 @@ def build_tvm(ctx: Context) -> Artifacts:
                      "needs a C compiler there); not verified here")
     return Artifacts(files={"model": path}, notes=notes, path=path, verify=None if cross else ("model", ""),
                      runtime_config={"target": spec, "tuning": tuning})
+
+
+def _records(work_dir: Path) -> int:
+    """Measured candidates in a MetaSchedule JSON database (one per line)."""
+    path = work_dir / "database_tuning_record.json"
+    return sum(1 for line in path.read_text().splitlines() if line.strip()) if path.is_file() else 0
 
 
 def _onnx_op(exc: BaseException) -> str | None:
