@@ -8,7 +8,7 @@ scaling of the study itself; the 2-thread row shows what one worker gets from th
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/hpo_workers.py [--trials 16] [--storage sqlite:///x.db]
 
-Without --storage it starts a private PostgreSQL (tests/autonn/pg_server.py; needs the Debian
+Without --storage it starts a private PostgreSQL (tests/autonn/autonn_pg_server.py; needs the Debian
 postgresql package).
 """
 
@@ -51,7 +51,7 @@ def main() -> None:
     server = None
     storage = args.storage
     if storage is None:
-        from pg_server import PostgresServer
+        from autonn_pg_server import PostgresServer
 
         server = PostgresServer()
         storage = server.start()

@@ -113,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed-offset", type=int, default=None)
     ap.add_argument("--wait-s", type=float, default=60.0, help="how long to wait for the study to appear")
     args = ap.parse_args(argv)
+    import tango_core.engine  # noqa: F401  (the trials need it: load it before saying "ready")
+
+    print(f"[{os.getpid()}] worker ready for study {args.study}", flush=True)
     bus = ev.EventBus()
     bus.subscribe(ev.TRIAL_START, _print_trials)
     bus.subscribe(ev.TRIAL_COMPLETE, _print_trials)

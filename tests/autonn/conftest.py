@@ -11,10 +11,6 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-#: settings that make 2-3 epochs on 400 digits learn (no EMA warm-up, no accumulation, no flips)
-FAST_HYP = {"fliplr": 0.0, "nbs": 16, "ema": False}
-TRAIN = {"imgsz": 16, "batch_size": 16, "threads": 1}
-
 
 @pytest.fixture(scope="session")
 def digits(tmp_path_factory) -> Path:
@@ -31,7 +27,7 @@ def pg_url():
     if url:
         yield url
         return
-    from pg_server import PostgresServer
+    from autonn_pg_server import PostgresServer
 
     server = PostgresServer()
     yield server.start()

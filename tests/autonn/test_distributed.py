@@ -9,8 +9,7 @@ import socket
 import threading
 
 import pytest
-from conftest import FAST_HYP
-from helpers import python, wait_for_line
+from autonn_helpers import FAST_HYP, python, wait_for_line
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -41,6 +40,8 @@ def test_workers_share_one_postgres_study_and_survive_a_killed_worker(tmp_path, 
         killed.append(int(line.split("trial ")[1].split()[0]))
         os.kill(doomed.pid, signal.SIGKILL)
 
+    for name, proc in (("joiner", joiner), ("doomed", doomed)):  # both loaded and polling for the study
+        wait_for_line(proc, "worker ready", logs[name])
     killer = threading.Thread(target=kill_when_busy, daemon=True)
     killer.start()
     try:

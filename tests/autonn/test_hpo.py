@@ -6,8 +6,7 @@ import os
 import signal
 
 import pytest
-from conftest import FAST_HYP, TRAIN
-from helpers import python, wait_for_line
+from autonn_helpers import FAST_HYP, TRAIN, python, wait_for_line
 
 from tango_core import events as ev
 from tango_core.autonn._space import clip_into, load_space
