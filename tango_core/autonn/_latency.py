@@ -19,7 +19,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ..errors import ConfigError
+
 FEATURES = ("flops", "params", "activations", "layers")
+#: the study attribute that keeps a search's fitted predictor (every worker reads it)
+PREDICTOR_ATTR = "latency_predictor"
 
 
 @dataclass
@@ -175,3 +179,59 @@ class LatencyPredictor:
         p.scale = np.asarray(data["scale"]) if data.get("scale") is not None else None
         p.error = data.get("error")
         return p
+
+
+# --- a search's predictor ----------------------------------------------------------------------
+def calibrate(study, spec: dict[str, Any], latency_table: Any, samples: int, seed: int) -> dict[str, Any]:
+    """Fit the latency predictor once per study (kept in the study, so every worker uses it)."""
+    from ._nas_spaces import get_space
+
+    if PREDICTOR_ATTR in study.user_attrs:
+        return study.user_attrs[PREDICTOR_ATTR]
+    space = get_space(spec["space"])
+    rows, lat = [], []
+    if latency_table is not None:
+        entries, source = _read_table(latency_table), "device table"
+    else:
+        rng = np.random.default_rng(seed)
+        entries, source = [], f"measured here on {spec['proxy_runtime']} (stand-in for {spec['runtime']})"
+        for _ in range(samples):
+            params = {}
+            for k, d in spec["choices"].items():
+                params[k] = d["choices"][rng.integers(len(d["choices"]))] if "choices" in d else \
+                    int(rng.integers(d["low"], d["high"] + 1))
+            entries.append({"params": params})
+    out = Path(spec["runs"]) / "latency_calibration"
+    for i, entry in enumerate(entries):
+        missing = sorted(set(spec["choices"]) - set(entry["params"]))
+        if missing:
+            raise ConfigError("latency_table", f"[{i}].params", f"lacks the choices {missing}",
+                              f"give every choice of the {spec['space']} space: {sorted(spec['choices'])}")
+        model = space.build(space.arch(spec["model"], entry["params"]), spec["num_classes"], spec["in_channels"])
+        rows.append(cost_features(model, spec["imgsz"], spec["in_channels"]))
+        if "latency_ms" in entry:
+            lat.append(float(entry["latency_ms"]))
+        else:
+            lat.append(measure_latency(model, spec["proxy_runtime"], imgsz=spec["imgsz"], out=out, name=f"c{i}",
+                                       task=spec["task"], threads=spec["latency_threads"], verify=False).median_ms)
+    pred = LatencyPredictor()
+    error = pred.fit_and_evaluate(rows, lat, seed=seed)
+    info = {**pred.to_dict(), "source": source, "error": error}
+    study.set_user_attr(PREDICTOR_ATTR, info)
+    return info
+
+
+def _read_table(path: Any) -> list[dict[str, Any]]:
+    """A device measurement table: YAML/JSON list of ``{params: {...}, latency_ms: x}``."""
+    from .._io import read_yaml
+
+    entries = read_yaml(path) if not isinstance(path, list) else path
+    source = str(path) if not isinstance(path, list) else "latency_table"
+    if not isinstance(entries, list) or len(entries) < 2:
+        raise ConfigError(source, "<root>", "must be a list of at least 2 measurements",
+                          "each: {params: {<choice>: value, ...}, latency_ms: <measured on the device>}")
+    for i, e in enumerate(entries):
+        if not isinstance(e, dict) or not isinstance(e.get("params"), dict) or \
+                not isinstance(e.get("latency_ms"), (int, float)):
+            raise ConfigError(source, f"[{i}]", "needs params (a mapping) and latency_ms (a number)")
+    return entries

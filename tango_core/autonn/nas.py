@@ -39,7 +39,6 @@ from ._storage import open_storage, storage_url
 from ._worker import join, spawn
 
 LATENCY_MODES = ("auto", "measure", "predict")
-PREDICTOR_ATTR = "latency_predictor"
 
 
 @dataclass
@@ -135,7 +134,7 @@ def make_objective(spec: dict[str, Any], data: Any, bus: ev.EventBus, threads: i
     from ..engine import Trainer
     from ..models import create_model
     from ..models.weights import read_weights
-    from ._latency import LatencyPredictor, cost_features, measure_latency
+    from ._latency import PREDICTOR_ATTR, LatencyPredictor, cost_features, measure_latency
 
     space = get_space(spec["space"])
     runs = Path(spec["runs"])
@@ -201,63 +200,6 @@ def tolerated_errors() -> tuple[type[Exception], ...]:
     return (ExportError, VerificationError)
 
 
-def _calibrate(study, spec: dict[str, Any], latency_table: Any, samples: int, seed: int) -> dict[str, Any]:
-    """Fit the latency predictor once per study (kept in the study, so every worker uses it)."""
-    import numpy as np
-
-    from ._latency import LatencyPredictor, cost_features, measure_latency
-
-    if PREDICTOR_ATTR in study.user_attrs:
-        return study.user_attrs[PREDICTOR_ATTR]
-    space = get_space(spec["space"])
-    rows, lat = [], []
-    if latency_table is not None:
-        entries, source = _read_table(latency_table), "device table"
-    else:
-        rng = np.random.default_rng(seed)
-        entries, source = [], f"measured here on {spec['proxy_runtime']} (stand-in for {spec['runtime']})"
-        for _ in range(samples):
-            params = {}
-            for k, d in spec["choices"].items():
-                params[k] = d["choices"][rng.integers(len(d["choices"]))] if "choices" in d else \
-                    int(rng.integers(d["low"], d["high"] + 1))
-            entries.append({"params": params})
-    out = Path(spec["runs"]) / "latency_calibration"
-    for i, entry in enumerate(entries):
-        missing = sorted(set(spec["choices"]) - set(entry["params"]))
-        if missing:
-            raise ConfigError("latency_table", f"[{i}].params", f"lacks the choices {missing}",
-                              f"give every choice of the {spec['space']} space: {sorted(spec['choices'])}")
-        model = space.build(space.arch(spec["model"], entry["params"]), spec["num_classes"], spec["in_channels"])
-        rows.append(cost_features(model, spec["imgsz"], spec["in_channels"]))
-        if "latency_ms" in entry:
-            lat.append(float(entry["latency_ms"]))
-        else:
-            lat.append(measure_latency(model, spec["proxy_runtime"], imgsz=spec["imgsz"], out=out, name=f"c{i}",
-                                       task=spec["task"], threads=spec["latency_threads"], verify=False).median_ms)
-    pred = LatencyPredictor()
-    error = pred.fit_and_evaluate(rows, lat, seed=seed)
-    info = {**pred.to_dict(), "source": source, "error": error}
-    study.set_user_attr(PREDICTOR_ATTR, info)
-    return info
-
-
-def _read_table(path: Any) -> list[dict[str, Any]]:
-    """A device measurement table: YAML/JSON list of ``{params: {...}, latency_ms: x}``."""
-    from .._io import read_yaml
-
-    entries = read_yaml(path) if not isinstance(path, list) else path
-    source = str(path) if not isinstance(path, list) else "latency_table"
-    if not isinstance(entries, list) or len(entries) < 2:
-        raise ConfigError(source, "<root>", "must be a list of at least 2 measurements",
-                          "each: {params: {<choice>: value, ...}, latency_ms: <measured on the device>}")
-    for i, e in enumerate(entries):
-        if not isinstance(e, dict) or not isinstance(e.get("params"), dict) or \
-                not isinstance(e.get("latency_ms"), (int, float)):
-            raise ConfigError(source, f"[{i}]", "needs params (a mapping) and latency_ms (a number)")
-    return entries
-
-
 def search(data: Any = None, model: str | None = None, *, trials: int | None = 24, timeout_min: float | None = None,
            epochs: int = 2, batch_size: int | str = "auto", imgsz: int | None = None, space: str | None = None,
            hyp: dict[str, Any] | None = None, target: str | None = None, latency: str = "auto",
@@ -319,7 +261,9 @@ def search(data: Any = None, model: str | None = None, *, trials: int | None = 2
                               f"choices of {spec['space']}: {sorted(spec['choices'])}")
         optuna_study.enqueue_trial(params, skip_if_exists=True)
     if mode == "predict":
-        _calibrate(optuna_study, spec, latency_table, calibration, seed)
+        from ._latency import calibrate
+
+        calibrate(optuna_study, spec, latency_table, calibration, seed)
 
     with (project.stage("nas", study=name, storage=url, target=tgt.id) if project is not None
           else contextlib.nullcontext()):
@@ -388,6 +332,8 @@ def _result(study, url: str, spec: dict[str, Any], bus: ev.EventBus) -> SearchRe
     base = next((c for c in cands if c.is_base), None)
     bus.emit(ev.STUDY_END, study=study.study_name, best=[_study.summarise(t) for t in study.best_trials], storage=url,
              objectives=spec["objectives"])
+    from ._latency import PREDICTOR_ATTR
+
     pred = study.user_attrs.get(PREDICTOR_ATTR)
     error = pred["error"] if pred else _measured_error(cands, spec)
     return SearchResult(study.study_name, url, spec["model"], spec["space"], spec["target"], spec["runtime"],
