@@ -6,7 +6,6 @@ import importlib
 import json
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -25,7 +24,7 @@ def _echo_json(data) -> None:
 @app.command()
 def new(path: Path, task: str = typer.Option("classification", help="classification | detection | segmentation"),
         target: str = typer.Option("x86-cpu", help="a target id (tango targets list)"),
-        name: Optional[str] = typer.Option(None, help="project name (default: the folder name)"),
+        name: str | None = typer.Option(None, help="project name (default: the folder name)"),
         learning_type: str = typer.Option("normal", help="normal | incremental | transfer")) -> None:
     """Create a project folder."""
     from .project import Project
@@ -50,7 +49,7 @@ def status(path: Path = typer.Argument(Path("."), help="project folder")) -> Non
 
 
 @targets_app.command("list")
-def targets_list(kind: Optional[str] = typer.Option(None, help="cloud | k8s | pc | ondevice")) -> None:
+def targets_list(kind: str | None = typer.Option(None, help="cloud | k8s | pc | ondevice")) -> None:
     """List the targets."""
     from .targets import get_target, list_targets
 
@@ -79,9 +78,9 @@ def targets_check(path: Path) -> None:
 
 
 @app.command()
-def recommend(project: Optional[Path] = typer.Option(None, help="project folder (uses its task, classes, target)"),
-              task: Optional[str] = None, classes: Optional[int] = typer.Option(None, help="number of classes"),
-              target: Optional[str] = None, memory_gb: Optional[float] = None,
+def recommend(project: Path | None = typer.Option(None, help="project folder (uses its task, classes, target)"),
+              task: str | None = None, classes: int | None = typer.Option(None, help="number of classes"),
+              target: str | None = None, memory_gb: float | None = None,
               save: bool = typer.Option(False, help="write the recommended model to the project")) -> None:
     """Recommend a base model from the seed's rule table, and say why."""
     from .selection import recommend as _recommend
@@ -126,7 +125,7 @@ def demo(out: Path = typer.Option(Path("runs/demo"), help="run folder"),
 
 @app.command()
 def graph(model: str = typer.Argument(..., help="a registered model name, e.g. yolov7-tiny"),
-          size: Optional[int] = typer.Option(None, help="input size in px (default: the model's)"),
+          size: int | None = typer.Option(None, help="input size in px (default: the model's)"),
           as_json: bool = typer.Option(False, "--json", help="the whole graph (with block insides) as JSON")) -> None:
     """Print a model's graph: each layer's lane, output shape, parameters and FLOPs."""
     from .graph import model_graph

@@ -12,9 +12,10 @@ import contextlib
 import datetime as _dt
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from . import events as ev
 from ._io import read_yaml, write_yaml
@@ -114,7 +115,7 @@ class Project:
         raw = read_yaml(path)
         project = cls._from_dict(raw, str(path), root)
         changed = False
-        for name, st in project.stages.items():
+        for st in project.stages.values():
             if st.status == "running" and not _pid_alive(st.pid):
                 st.status, st.last_error = "failed", f"interrupted (process {st.pid} is no longer running)"
                 st.finished = _now()
@@ -212,7 +213,7 @@ class Project:
 
     def set(self, **fields: Any) -> Project:
         """Change config fields (validated, saved atomically)."""
-        for key, value in fields.items():
+        for key in fields:
             if key not in ProjectConfig.__dataclass_fields__:
                 raise ConfigError(str(self.config_path), f"project.{key}", "unknown field",
                                   f"known fields: {sorted(ProjectConfig.__dataclass_fields__)}")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import fnmatch
-from typing import Any, Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
 from .errors import UnknownNameError
 
@@ -27,7 +28,7 @@ class Registry(Generic[T]):
 
     def register(self, name: str | None = None, **meta: Any) -> Callable[[T], T]:
         def deco(entry: T) -> T:
-            return self.add(name or getattr(entry, "__name__"), entry, **meta)
+            return self.add(name or entry.__name__, entry, **meta)
 
         return deco
 

@@ -8,7 +8,8 @@ with the built model at the default class count (``num_classes`` in the metadata
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch.nn as nn
 
@@ -36,9 +37,9 @@ def register_model(name: str, **meta: Any) -> Callable[[Callable[..., nn.Module]
 
 def _ensure_loaded() -> None:
     # importing the family modules registers their models
-    from . import families  # noqa: F401
     # architectures chosen by NAS, saved as configs in project folders (tango_core/autonn/_archs.py)
     from ..autonn._archs import register_saved
+    from . import families  # noqa: F401
 
     register_saved()
 

@@ -27,7 +27,7 @@ def test_create_and_reopen_restores_everything(tmp_path):
 
 
 def test_config_is_human_readable_yaml(tmp_path):
-    p = Project.create(tmp_path / "p", name="My project")
+    Project.create(tmp_path / "p", name="My project")
     raw = yaml.safe_load((tmp_path / "p" / CONFIG_NAME).read_text())
     assert raw["project"]["name"] == "My project"
     assert raw["stages"]["training"]["status"] == "ready"
