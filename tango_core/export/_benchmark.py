@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 
 from .. import events as ev
 from ._exporter import export
@@ -179,9 +178,9 @@ def benchmark(model: Any, rows: list[tuple[str, dict[str, Any]]] | None = None, 
             file_x = runner.to_file_input(x)
             outs = runner(x)
             post = _postprocess(task, exp.metadata)
-            inf_ms = _median_ms(lambda: runner.run_raw(file_x), runs, warmup)
+            inf_ms = _median_ms(lambda r=runner, f=file_x: r.run_raw(f), runs, warmup)
             row.update(size_mb=exp.size_bytes / 1e6, metric=_quality(task, full, samples, exp.metadata),
-                       pre_ms=pre_ms, inference_ms=inf_ms, post_ms=_median_ms(lambda: post(outs), runs, warmup),
+                       pre_ms=pre_ms, inference_ms=inf_ms, post_ms=_median_ms(lambda p=post, o=outs: p(o), runs, warmup),
                        speedup=eager_ms / inf_ms, path=str(exp.path), verified=exp.verification["passed"],
                        notes=exp.metadata["notes"])
         except Exception as exc:  # noqa: BLE001  one failing runtime must not hide the others

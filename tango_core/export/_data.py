@@ -9,9 +9,10 @@ already pre-processed to the model input, or ``(array, labels)``.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -154,7 +155,7 @@ def _from_paths(paths: list[Path], labels: list[Any], imgsz, preprocess, channel
     from PIL import Image
 
     arrays, out_labels = [], []
-    for path, label in zip(paths, labels):
+    for path, label in zip(paths, labels, strict=True):
         try:
             with Image.open(path) as img:
                 arr, geom = to_input(img, imgsz, preprocess, channels)

@@ -12,11 +12,11 @@ import datetime as _dt
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-import numpy as np
 import torch
 import torch.nn as nn
 
@@ -224,7 +224,7 @@ def export(model: nn.Module | str | os.PathLike | None = None, format: str | Non
     names = _output_names(source.task, len(outs), nms)
     out_specs = [{"name": n, "shape": list(o.shape), "dtype": "float32",
                   "meaning": _output_meaning(source.task, i, nms), "quantization": None}
-                 for i, (n, o) in enumerate(zip(names, outs))]
+                 for i, (n, o) in enumerate(zip(names, outs, strict=True))]
     if nms:
         out_specs = [{"name": "detections", "shape": [-1, 7], "dtype": "float32",
                       "meaning": _output_meaning(source.task, 0, True), "quantization": None}]
@@ -331,7 +331,7 @@ def _metadata(ctx: Context, art: Artifacts, out_specs: list[dict[str, Any]], pro
            "dynamic": {"batch": bool(opts.get("dynamic")), "size": bool(opts.get("dynamic"))}, "quantization": None}
     inp.update(art.input)
     outputs = [dict(o, dtype=io_dtype) for o in out_specs]
-    for spec, patch in zip(outputs, art.outputs or []):
+    for spec, patch in zip(outputs, art.outputs or [], strict=False):
         spec.update(patch)
     quant = art.quantization
     if quant is not None and calib is not None:
@@ -358,9 +358,3 @@ def _metadata(ctx: Context, art: Artifacts, out_specs: list[dict[str, Any]], pro
                                                         "runtime": art.verify[1] or ctx.spec.runtime},
     }
 
-
-def example_batch(samples: Samples | None, shape: list[int], seed: int = 0) -> np.ndarray:
-    """Real images when there are some (so INT8 scales are meaningful), else seeded noise."""
-    if samples is not None and len(samples):
-        return samples.images[: shape[0]]
-    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)

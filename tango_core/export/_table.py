@@ -7,9 +7,10 @@ reader sees every format in one file; the code that builds each format registers
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .._io import read_yaml
 from ..errors import ConfigError, UnknownNameError

@@ -116,7 +116,7 @@ def compare(reference: list[np.ndarray], exported: list[np.ndarray], samples: Sa
     metrics: dict[str, Any] = {}
     failures: list[str] = []
     diffs, scales = [], []
-    for ref, out in zip(reference, exported):
+    for ref, out in zip(reference, exported, strict=True):
         if ref.shape != out.shape:
             return {}, [f"output shape {list(out.shape)} differs from PyTorch's {list(ref.shape)}"]
         diffs.append(float(np.abs(ref.astype(np.float64) - out).max()))

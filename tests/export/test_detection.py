@@ -123,7 +123,7 @@ def test_mean_ap_matches_pycocotools():
         gts.append(g)
         dets.append(d)
         images.append({"id": img, "width": 128, "height": 128})
-        for k, row in enumerate(g):
+        for row in g:
             annotations.append({"id": len(annotations) + 1, "image_id": img, "category_id": int(row[0]),
                                 "bbox": [float(row[1]), float(row[2]), float(row[3] - row[1]), float(row[4] - row[2])],
                                 "area": float((row[3] - row[1]) * (row[4] - row[2])), "iscrowd": 0})

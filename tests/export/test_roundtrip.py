@@ -45,6 +45,15 @@ def test_fast_formats_round_trip(fmt, random_model, tmp_path):
 @pytest.mark.parametrize("fmt", SLOW)
 def test_other_formats_round_trip(fmt, random_model, tmp_path):
     _, meta, out, ref = _roundtrip(random_model, fmt, tmp_path)
+    # OpenVINO's default precision is the CPU's fastest float one: bf16 where the CPU has it
+    atol = 1e-2 * max(1.0, float(np.abs(ref).max())) if meta["precision"] == "bf16" else 1e-4
+    np.testing.assert_allclose(out, ref, atol=atol)
+
+
+@pytest.mark.slow
+def test_openvino_fp32_is_pinned_to_f32(random_model, tmp_path):
+    _, meta, out, ref = _roundtrip(random_model, "openvino", tmp_path, precision="fp32")
+    assert meta["runtime_config"] == {"INFERENCE_PRECISION_HINT": "f32"}
     np.testing.assert_allclose(out, ref, atol=1e-4)
 
 
