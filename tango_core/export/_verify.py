@@ -151,16 +151,25 @@ def compare(reference: list[np.ndarray], exported: list[np.ndarray], samples: Sa
         return metrics, failures
     if close:  # numerically indistinguishable from PyTorch: nothing more to check
         return metrics, failures
-    failures += _quality_failures(metrics, rule)
+    failures += _quality_failures(metrics, rule, rules_min_images())
     return metrics, failures
 
 
-def _quality_failures(metrics: dict[str, Any], rule: dict[str, Any]) -> list[str]:
+def rules_min_images() -> int:
+    return int(verification_rules().get("min_images_allowed", 1))
+
+
+def accuracy_allowance(max_drop: float, images: int, min_images: int | None = None) -> float:
+    """The accuracy drop allowed on ``images`` labelled images: ``max_drop``, but never fewer
+    than ``min_images_allowed`` images of the split."""
+    return max(max_drop, (rules_min_images() if min_images is None else min_images) / images)
+
+
+def _quality_failures(metrics: dict[str, Any], rule: dict[str, Any], min_images: int) -> list[str]:
     failures = []
     if "accuracy" in metrics and "max_accuracy_drop" in rule:
         n = metrics["labelled_images"]
-        # one image is the smallest difference a small held-out set can show
-        allowed = max(rule["max_accuracy_drop"], 1.0 / n)
+        allowed = accuracy_allowance(rule["max_accuracy_drop"], n, min_images)
         drop = metrics["reference_accuracy"] - metrics["accuracy"]
         metrics["accuracy_drop"] = drop
         if drop > allowed + 1e-9:

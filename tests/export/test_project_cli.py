@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tango_core.export import export
+from tango_core.export._verify import accuracy_allowance
 from tests.export.conftest import IMGSZ
 
 
@@ -25,7 +26,7 @@ def test_project_export_uses_target_runtime_and_dataset(trained, digits, project
     assert meta["target"] == "x86-cpu"
     assert meta["verification"]["images"] == len(val) and "'val'" in meta["verification"]["data"]
     metrics = meta["verification"]["metrics"]
-    assert metrics["reference_accuracy"] - metrics["accuracy"] <= max(0.01, 1 / len(val)) + 1e-9
+    assert metrics["reference_accuracy"] - metrics["accuracy"] <= accuracy_allowance(0.01, len(val)) + 1e-9
     assert [e.name for e in seen.events if e.name != ev.STAGE_STATUS] == [ev.EXPORT_START, ev.EXPORT_END,
                                                                          ev.VERIFY_END]
     reopened = type(project).open(project.root)
