@@ -1,6 +1,9 @@
 """tango: Target Aware No-code neural network Generation and Operation, Jupyter-native.
 
 The public API is a handful of names; they are imported lazily so ``import tango_core`` is cheap.
+Exporting and deploying live in their subpackages: ``from tango_core.export import export`` and
+``from tango_core.deploy import deploy`` (a package attribute cannot be both a function and the
+subpackage of the same name).
 """
 
 from __future__ import annotations
@@ -22,8 +25,6 @@ _LAZY = {
     "model_info": "tango_core.models",
     "train": "tango_core.engine",
     "predict": "tango_core.engine",
-    "export": "tango_core.export",
-    "deploy": "tango_core.deploy",
     "tune": "tango_core.autonn",
     "search": "tango_core.autonn",
 }

@@ -32,3 +32,17 @@ def pg_url():
     server = PostgresServer()
     yield server.start()
     server.stop()
+
+
+@pytest.fixture(autouse=True)
+def forget_searched_models():
+    """NAS tests register the architectures they choose; other tests' registry listings must not
+    see them, so each test's new registrations are dropped when it ends."""
+    from tango_core.models import _registry, list_models
+
+    list_models()  # load the built-in families first, so they are not counted as new
+    before = set(_registry._MODELS._entries)
+    yield
+    for name in set(_registry._MODELS._entries) - before:
+        _registry._MODELS._entries.pop(name, None)
+        _registry._MODELS._meta.pop(name, None)
