@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -62,19 +61,19 @@ def _show_format(name: str) -> None:
 
 @app.command("export")
 def export_command(
-    model: Optional[str] = typer.Argument(None, help="weights file (.pt) or registered model; default: the project's"),
+    model: str | None = typer.Argument(None, help="weights file (.pt) or registered model; default: the project's"),
     format: list[str] = typer.Option([], "--format", "-f", help="format (repeatable); default: the target's first runtime"),
-    project: Optional[Path] = typer.Option(None, "--project", "-p", help="project folder"),
-    out: Optional[Path] = typer.Option(None, "--out", help="output folder (default: <project>/exports or ./exports)"),
-    imgsz: Optional[str] = typer.Option(None, help="input size: 640 or 480,640"),
-    precision: Optional[str] = typer.Option(None, help="fp32 | fp16 | dynamic_int8 | int8 (per format)"),
-    data: Optional[Path] = typer.Option(None, help="held-out images for verification (dataset or folder)"),
-    calibration: Optional[Path] = typer.Option(None, help="INT8 calibration images (dataset or folder)"),
+    project: Path | None = typer.Option(None, "--project", "-p", help="project folder"),
+    out: Path | None = typer.Option(None, "--out", help="output folder (default: <project>/exports or ./exports)"),
+    imgsz: str | None = typer.Option(None, help="input size: 640 or 480,640"),
+    precision: str | None = typer.Option(None, help="fp32 | fp16 | dynamic_int8 | int8 (per format)"),
+    data: Path | None = typer.Option(None, help="held-out images for verification (dataset or folder)"),
+    calibration: Path | None = typer.Option(None, help="INT8 calibration images (dataset or folder)"),
     option: list[str] = typer.Option([], "--option", "-o", help="format option KEY=VALUE (repeatable)"),
     all_runtimes: bool = typer.Option(False, "--all-runtimes", help="every runtime of the project's target"),
     threads: int = typer.Option(1, help="threads for verification"),
     list_formats: bool = typer.Option(False, "--list-formats", help="list the formats and exit"),
-    help_format: Optional[str] = typer.Option(None, "--help-format", help="show one format's options and exit"),
+    help_format: str | None = typer.Option(None, "--help-format", help="show one format's options and exit"),
 ) -> None:
     """Export a model for a runtime, and verify it against PyTorch on held-out images."""
     if list_formats:
@@ -120,15 +119,15 @@ def export_command(
 @app.command("benchmark")
 def benchmark_command(
     model: str = typer.Argument(..., help="weights file (.pt) or registered model name"),
-    imgsz: Optional[str] = typer.Option(None, help="input size: 32 or 480,640"),
-    data: Optional[Path] = typer.Option(None, help="validation images (dataset or folder) for accuracy / mAP"),
-    calibration: Optional[Path] = typer.Option(None, help="INT8 calibration images; without them no INT8 rows"),
-    formats: Optional[str] = typer.Option(None, help="comma-separated rows, e.g. onnx,onnx:int8,tflite"),
+    imgsz: str | None = typer.Option(None, help="input size: 32 or 480,640"),
+    data: Path | None = typer.Option(None, help="validation images (dataset or folder) for accuracy / mAP"),
+    calibration: Path | None = typer.Option(None, help="INT8 calibration images; without them no INT8 rows"),
+    formats: str | None = typer.Option(None, help="comma-separated rows, e.g. onnx,onnx:int8,tflite"),
     threads: int = typer.Option(2, help="threads in every runtime"),
     runs: int = typer.Option(100, help="timed runs per row (median reported)"),
     tune_budget: int = typer.Option(0, help="seconds of TVM tuning for a 'tvm tuned' row (0: no such row)"),
     out: Path = typer.Option(Path("runs/benchmark"), help="folder for the exports"),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="also write the rows as JSON"),
+    json_out: Path | None = typer.Option(None, "--json", help="also write the rows as JSON"),
     target: str = typer.Option("x86-cpu", help="target whose default format is marked"),
 ) -> None:
     """Export to every format that runs here and print one table (size, accuracy, latency, speed-up)."""
