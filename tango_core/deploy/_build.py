@@ -97,13 +97,26 @@ def write_requirements(pkg: Package, python: str, gpu: bool, host: str | None) -
     return out
 
 
+# The peak comes from /proc/self/status (VmHWM: this process image's own high-water mark).
+# ru_maxrss is not usable on Linux: a child started by vfork + exec inherits the parent's peak, so
+# a package measured from a 2 GB test or notebook process would report 2 GB.
 _MEASURE = """
 import json, resource, sys, time
 t = time.perf_counter()
 from app.predictor import Predictor
 p = Predictor()
 p.warmup(3)
-print("TANGO_MEASURE " + json.dumps({"peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+def peak_kb():
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss // 1024 if sys.platform == "darwin" else rss  # bytes on macOS, KiB elsewhere
+print("TANGO_MEASURE " + json.dumps({"peak_rss_kb": peak_kb(),
                                      "load_s": time.perf_counter() - t, "backend": p.backend_name}))
 """
 
