@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -28,12 +29,24 @@ def select_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
-def cpu_has_bf16() -> bool:
-    """True on CPUs with native bf16 matrix units (AVX512-BF16 or AMX), where bf16 autocast pays off."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")  # x86 AVX512-BF16 / AMX; aarch64 FEAT_BF16
+
+
+def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
+    """True on CPUs with native bf16 arithmetic (AVX512-BF16, AMX or Arm BF16), where bf16 autocast
+    pays off.  oneDNN's own check (``_is_mkldnn_bf16_supported``) is true on any AVX-512 CPU, where
+    bf16 is emulated and slower than fp32 (Skylake / Cascade Lake, common in clouds and Colab), so
+    the CPU's flags are read instead; where they cannot be read, the answer is no."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            return False
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() in ("flags", "features"):
+            return any(flag in NATIVE_BF16_FLAGS for flag in value.split())
+    return False
 
 
 def amp_dtype(device: torch.device, amp: str | bool = "auto") -> torch.dtype | None:

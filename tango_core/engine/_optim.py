@@ -30,12 +30,14 @@ def build_optimizer(model: nn.Module, hyp: dict[str, Any], weight_decay: float) 
             else:
                 decay.append(p)
     lr, momentum = hyp["lr0"], hyp["momentum"]
+    # always three groups, even empty ones (a model without norm layers), so that checkpoints of
+    # every model have the same optimiser layout
+    groups = [{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": weight_decay},
+              {"params": bias, "weight_decay": 0.0, "is_bias": True}]
     if hyp["optimizer"] == "AdamW":
-        opt = torch.optim.AdamW(no_decay, lr=lr, betas=(momentum, 0.999), weight_decay=0.0)
+        opt = torch.optim.AdamW(groups, lr=lr, betas=(momentum, 0.999), weight_decay=0.0)
     else:
-        opt = torch.optim.SGD(no_decay, lr=lr, momentum=momentum, nesterov=True, weight_decay=0.0)
-    opt.add_param_group({"params": decay, "weight_decay": weight_decay})
-    opt.add_param_group({"params": bias, "weight_decay": 0.0, "is_bias": True})
+        opt = torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=True, weight_decay=0.0)
     for group in opt.param_groups:
         group.setdefault("is_bias", False)
     return opt

@@ -287,12 +287,15 @@ class Trainer:
             for i, batch in enumerate(task.train_batches(epoch, self.batch_size)):
                 lr = apply_schedule(self.optimizer, self.hyp, epoch + i / nb, epochs)
                 x, y = task.to_device(batch, self.device, self.channels_last)
+                # batches in this optimiser step: the last group of an epoch may be shorter, and its
+                # mean must not be shrunk by the full accumulation count
+                group = min(self.accumulate, nb - (i - pending))
                 if i == 0:  # the first step of every epoch is measured against the budget
                     with meter.measure():
-                        loss, parts = self._forward_backward(x, y)
+                        loss, parts = self._forward_backward(x, y, group)
                     self._check_memory(meter.bytes, epoch)
                 else:
-                    loss, parts = self._forward_backward(x, y)
+                    loss, parts = self._forward_backward(x, y, group)
                 pending += 1
                 if pending >= self.accumulate or i == nb - 1:  # no gradient crosses an epoch boundary
                     self._optimizer_step()
@@ -328,11 +331,11 @@ class Trainer:
                            patience=a["patience"])
                 break
 
-    def _forward_backward(self, x: torch.Tensor, y: Any) -> tuple[torch.Tensor, dict[str, Any]]:
+    def _forward_backward(self, x: torch.Tensor, y: Any, group: int) -> tuple[torch.Tensor, dict[str, Any]]:
         with self._autocast():
             out = self.model(x)
         loss, parts = self.task.loss(out, y)
-        scaled = loss / self.accumulate
+        scaled = loss / group
         (self.scaler.scale(scaled) if self.scaler else scaled).backward()
         return loss, parts
 
