@@ -119,7 +119,7 @@ def demo(out: Path = typer.Option(Path("runs/demo"), help="run folder"),
         except json.JSONDecodeError:
             params[key] = value
     result = run_demo(out, params)
-    for key, value in result.items():
+    for key, value in sorted(result.items(), key=lambda kv: kv[0] == "report"):  # the report path last
         typer.echo(f"{key}: {value}")
 
 

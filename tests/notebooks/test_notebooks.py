@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tango_core.demo import run_demo, run_notebook
@@ -25,6 +26,20 @@ def outputs_text(nb_path: Path) -> str:
             parts.append("".join(data.get("text/plain", "")))
             parts.append("".join(data.get("text/html", "")))
     return "\n".join(parts)
+
+
+def report_images(html: str) -> dict:
+    """The report's embedded PNG figures, decoded, by their alt text."""
+    import base64
+    import io
+    import re
+
+    from PIL import Image
+
+    found = {}
+    for alt, data in re.findall(r'<img alt="([^"]*)" src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html):
+        found[alt] = Image.open(io.BytesIO(base64.b64decode(data)))
+    return found
 
 
 def test_notebooks_are_built_from_their_sources():
@@ -50,10 +65,24 @@ def test_quickstart_main_job_writes_a_report(tmp_path):
     assert "training         completed" in html and "export           completed" in html
     assert "deploy           completed" in html and "all verified: True" in html
     assert "tango-graph-static" in html and "tango-dashboard-static" in html  # widgets' static forms
+    assert "done: 8 epochs" in html  # the dashboard's final state, not its empty start
+    figures = report_images(html)
+    for alt in ("resnet-cifar20", "training curves", "confusion matrix", "sample predictions"):
+        assert alt in figures, f"the report has no {alt!r} figure (has {sorted(figures)})"
+        image = figures[alt]
+        assert min(image.size) >= 100 and len(np.unique(np.asarray(image.convert("L")))) > 8, alt  # drawn
     assert '<caption>Exports for This PC (x86-64 CPU)</caption>' in html
     assert "<td>onnx</td>" in html and "FAILED" not in html
-    again = run_demo(tmp_path / "runs")  # a second run gets its own folder
-    assert again["report"] != result["report"] and again["report"].exists()
+    # the console script, as the README runs it: a second run gets its own folder; report path last
+    cli = Path(sys.executable).with_name("tango")
+    again = subprocess.run([str(cli), "demo", "--out", str(tmp_path / "runs"), "-p", "epochs=1"],
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    last = again.stdout.strip().splitlines()[-1]
+    assert last.startswith("report: ") and "notebook: " in again.stdout
+    report = Path(last.removeprefix("report: "))
+    assert report != result["report"] and report.parent.parent == tmp_path / "runs" and report.is_file()
+    assert "done: 1 epochs" in report.read_text()
 
 
 @pytest.mark.notebook
