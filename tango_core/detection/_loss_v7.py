@@ -5,7 +5,8 @@ below ``anchor_t``, at the box centre's cell and its two nearest neighbour cells
 offset 0.5) or all four neighbours (the auxiliary head's coarser candidates, offset 1.0).  OTA
 then picks, per box, its ``k`` cheapest candidates, ``k`` being the sum of its 10 best IoUs
 (at least 1), the cost being ``BCE(sqrt(cls * obj), one-hot) + 3 (-log IoU)``; a candidate wanted
-by several boxes goes to the cheapest.  Losses: ``1 - CIoU`` on positives, BCE objectness on all
+by several boxes goes to the cheapest.  The auxiliary head is lead-guided: its five-cell
+candidates are matched on the lead head's predictions, not its own.  Losses: ``1 - CIoU`` on positives, BCE objectness on all
 anchors (target: the positive's IoU; level weights 4, 1, 0.4 or 4, 1, 0.25, 0.06), BCE class
 on positives; gains scaled by ``3 / levels``, ``classes / 80`` and ``(imgsz / 640)^2`` as the
 reference training script does; the auxiliary head counts a quarter; the total is multiplied by
@@ -119,9 +120,12 @@ class V7Loss:
         return [torch.cat(rows) if rows else empty for rows in matched]
 
     # --- loss ------------------------------------------------------------------------------------
-    def _branch(self, levels: list[torch.Tensor], tgt: torch.Tensor, offset: float):
+    def _branch(self, levels: list[torch.Tensor], tgt: torch.Tensor, offset: float,
+                assign_from: list[torch.Tensor] | None = None):
+        """Losses of one head; its positives are matched on ``assign_from`` (default: its own outputs)."""
         lbox = lobj = lcls = levels[0].new_zeros(())
-        for i, (p, rows) in enumerate(zip(levels, self._ota(levels, tgt, offset), strict=True)):
+        matched = self._ota([x.detach() for x in (assign_from or levels)], tgt, offset)
+        for i, (p, rows) in enumerate(zip(levels, matched, strict=True)):
             tobj = torch.zeros_like(p[..., 0])
             if len(rows):
                 b, a, gj, gi, t = rows.unbind(1)
@@ -149,7 +153,9 @@ class V7Loss:
         bs = main[0].shape[0]
         lbox, lobj, lcls = self._branch(main, tgt, 0.5)
         if "aux" in outputs:
-            abox, aobj, acls = self._branch(outputs["aux"], tgt, 1.0)
+            # lead-guided (coarse-to-fine) assignment, as published: the auxiliary head's positives
+            # come from OTA on the *lead* head's predictions over the wider five-cell candidates
+            abox, aobj, acls = self._branch(outputs["aux"], tgt, 1.0, assign_from=main)
             lbox, lobj, lcls = lbox + self.aux_weight * abox, lobj + self.aux_weight * aobj, lcls + self.aux_weight * acls
         lbox, lobj, lcls = lbox * self.gain_box, lobj * self.gain_obj, lcls * self.gain_cls
         parts = {"box": float(lbox.detach()), "obj": float(lobj.detach()), "cls": float(lcls.detach())}

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tango_core.detection._boxes import ciou
+from tango_core.detection._boxes import ciou, flat_targets
 from tango_core.detection._hyp import default_hyp
 from tango_core.detection._loss import TaskAlignedAssigner, V7Loss, V9Loss, build_loss
 from tango_core.models import create_model
@@ -130,6 +130,32 @@ def test_ota_candidates_lead_and_auxiliary():
     assert len(aux[0][0]) == 5 / 3 * len(b)  # five cells per matching anchor instead of three
     rows = loss_fn._ota(levels, tgt, 0.5)
     assert sum(len(r) for r in rows) >= 1 and all((r[:, 4] == 0).all() for r in rows if len(r))
+
+
+def test_auxiliary_positives_are_assigned_from_the_lead_head():
+    """aux-OTA is lead-guided (YOLOv7's coarse-to-fine assignment): the cells where the auxiliary
+    head gets a box loss are OTA on the lead head's predictions, whatever the auxiliary head says."""
+    torch.manual_seed(0)
+    model = YoloModel(MINI_V7, num_classes=3)
+    loss_fn = build_loss(model, default_hyp("yolov7-p6"), imgsz=64)
+    out = model.train()(torch.rand(2, 3, 64, 64))
+    main = [x.detach() for x in out["main"]]
+    tgt = flat_targets(TARGETS, main[0].device)
+
+    def aux_box_cells(aux):
+        aux = [x.detach().clone().requires_grad_() for x in aux]
+        loss_fn({"main": main, "aux": aux}, TARGETS)[0].backward()
+        # box and class channels get gradients only at positives (objectness everywhere)
+        return [set(map(tuple, (a.grad[..., :4].abs().sum(-1) > 0).nonzero().tolist())) for a in aux]
+
+    def cells(rows):
+        return [set(map(tuple, r[:, :4].tolist())) for r in rows]
+
+    lead_guided = cells(loss_fn._ota(main, tgt, 1.0))
+    own = [x.detach() * 0 + torch.randn_like(x) * 3 for x in out["aux"]]  # an auxiliary head that disagrees
+    assert cells(loss_fn._ota(own, tgt, 1.0)) != lead_guided  # its own OTA would pick other cells
+    assert aux_box_cells(own) == lead_guided
+    assert aux_box_cells(out["aux"]) == lead_guided
 
 
 def test_ciou_is_one_for_equal_boxes_and_penalises_distance():
