@@ -10,6 +10,7 @@ happen in the browser only.
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import ipywidgets as widgets
 import traitlets
 
 from tango_core.data import Box, Dataset, Polygon, load_dataset
-from tango_core.errors import ConfigError, TangoError
+from tango_core.errors import ConfigError, DataError, TangoError
 
 from .._static import StaticForm, escape
 from ._session import FILTERS, LabelSession
@@ -77,8 +78,9 @@ def _shape_dict(s: Box | Polygon, suggestion: bool = False) -> dict[str, Any]:
 class Labeler(StaticForm, widgets.VBox):
     """Label a dataset's images: class labels, boxes and polygons, with hotkeys and undo.
 
-    ``Labeler(dataset_or_folder)``; ``model`` is the weights file (or a callable) used by
-    "suggest" for model-assisted pre-labels.
+    ``Labeler(dataset_or_folder)``; ``model`` is the weights file (classification, detection or
+    segmentation), a predictor or a callable used by "suggest" for model-assisted pre-labels
+    (see :meth:`prelabel`).
     """
 
     def __init__(self, dataset: Dataset | str | Path, autosave: bool = True, model: Any = None,
@@ -86,6 +88,7 @@ class Labeler(StaticForm, widgets.VBox):
         ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
         self.session = LabelSession(ds, autosave=autosave, on_change=self._sync)
         self.model = model
+        self._predictor_cache: tuple[tuple[str, int], Any] | None = None
         default_tool = {"classification": "select", "segmentation": "polygon"}.get(ds.task, "box")
         self.canvas = LabelCanvas(task=ds.task, tool=default_tool, height=height)
         self.canvas.add_class("tango-labeler-canvas")
@@ -121,6 +124,11 @@ class Labeler(StaticForm, widgets.VBox):
         self._progress_text = widgets.Label()
         self._progress_text.add_class("tango-labeler-progress")
         self._suggest = b("suggest", "tango-labeler-suggest", "run the model on unlabeled images")
+        self._min_score = widgets.BoundedFloatText(value=0.25, min=0.0, max=1.0, step=0.05, description="min score",
+                                                   tooltip="suggestions below this score are not shown",
+                                                   layout=widgets.Layout(width="150px"),
+                                                   style={"description_width": "64px"})
+        self._min_score.add_class("tango-labeler-min-score")
         self._accept_all = b("accept all", "tango-labeler-accept-all", "make this image's suggestions labels (a)")
         from tango_core.data import FORMATS
 
@@ -143,7 +151,7 @@ class Labeler(StaticForm, widgets.VBox):
         self._add_class.on_click(lambda _b: self._act(lambda s: s.add_class(self._new_name.value)))
         self._rename.on_click(lambda _b: self._act(lambda s: s.rename_class(
             s.ds.classes[s.current_class], self._new_name.value)))
-        self._suggest.on_click(lambda _b: self._act(lambda s: self.prelabel()))
+        self._suggest.on_click(lambda _b: self._act(lambda s: self.prelabel(min_score=self._min_score.value)))
         self._accept_all.on_click(lambda _b: self._act(lambda s: s.accept()))
         self._export.on_click(lambda _b: self._act(lambda s: self.export(self._export_dest.value,
                                                                           self._export_format.value)))
@@ -153,7 +161,7 @@ class Labeler(StaticForm, widgets.VBox):
             widgets.HBox([self._classes, self._color]),
             self._legend,
             self.canvas,
-            widgets.HBox([self._new_name, self._add_class, self._rename, self._suggest, self._accept_all,
+            widgets.HBox([self._new_name, self._add_class, self._rename, self._suggest, self._min_score, self._accept_all,
                           self._export_format, self._export_dest, self._export]),
             self._status,
         ]
@@ -305,12 +313,17 @@ class Labeler(StaticForm, widgets.VBox):
                 f"height:10px;background:{c};margin-right:3px'></span>{escape(n)}</span>" for n, c in colors.items())
 
     # --- model-assisted labels and export -------------------------------------------------------
-    def prelabel(self, model: Any = None, only_unlabeled: bool = True, min_score: float = 0.25) -> int:
+    def prelabel(self, model: Any = None, only_unlabeled: bool = True, min_score: float = 0.25,
+                 max_per_image: int = 100) -> int:
         """Run a model on (unlabeled) images and show its predictions as editable suggestions.
 
-        ``model``: a tango weights file (classification) or a callable ``fn(paths) -> list`` of,
-        per image, a ``(cls, score)`` pair or a list of scored Boxes / Polygons.  Returns how
-        many images got suggestions.
+        ``model`` (default: the labeler's ``model``): a weights file tango saved (classification,
+        detection or segmentation: its predictor is ``tango_core.engine.Predictor`` or
+        ``tango_core.detection.DetectionPredictor``), one of those predictors, or a callable
+        ``fn(paths) -> list`` of, per image, a ``(cls, score)`` pair or a list of scored Boxes /
+        Polygons.  The model's classes are matched to the dataset's by name.  Detections become
+        boxes on a detection dataset and outlines (the box's rectangle for box-only models) on a
+        segmentation one.  Returns how many images got suggestions.
         """
         model = model if model is not None else self.model
         if model is None:
@@ -319,29 +332,81 @@ class Labeler(StaticForm, widgets.VBox):
         s = self.session
         records = [r for r in s.ds.records if not (only_unlabeled and r.is_labelled)]
         if not records:
+            self._status.value = "<span style='color:#666'>no unlabeled images to suggest labels for</span>"
             return 0
         paths = [s.ds.image_path(r) for r in records]
-        if callable(model):
-            predictions = list(model(paths))
-        else:
-            if s.task != "classification":
-                raise ConfigError("labeler", "model", f"a weights file can pre-label classification only, not {s.task}",
-                                  "pass a callable that returns scored Boxes / Polygons per image")
-            from tango_core.engine import Predictor
-
-            predictor = Predictor(model)
-            index = {n: i for i, n in enumerate(s.ds.classes)}
-            predictions = [[(index[p.name], p.confidence)] if p.name in index else []
-                           for p in predictor([str(x) for x in paths])]
+        predictions = self._predictions(model, paths, min_score, max_per_image)
         count = 0
         for rec, pred in zip(records, predictions, strict=False):
             items = [pred] if isinstance(pred, tuple) else list(pred or [])
             items = [p for p in items if (p[1] if isinstance(p, tuple) else (p.score or 0.0)) >= min_score]
             if items:
-                s.suggest(rec.id, items)
+                s.suggest(rec.id, items[:max_per_image])
                 count += 1
         self._sync()
+        self._status.value = (f"<span style='color:#1a7f37'>suggestions on {count} of {len(records)} "
+                              f"image{'s' if len(records) != 1 else ''}</span>")
         return count
+
+    def _predictions(self, model: Any, paths: list[Path], min_score: float, max_per_image: int) -> list[Any]:
+        """Per image, what :meth:`LabelSession.suggest` takes, from any kind of ``model``."""
+        from tango_core.detection import DetectionPredictor
+        from tango_core.engine import Predictor
+
+        if isinstance(model, (str, os.PathLike)):
+            model = self._predictor(Path(model), min_score, max_per_image)
+        s = self.session
+        index = {n: i for i, n in enumerate(s.ds.classes)}
+        if isinstance(model, (Predictor, DetectionPredictor)):
+            kind = "classification" if isinstance(model, Predictor) else "detection"
+            if (kind == "classification") != (s.task == "classification"):
+                made = "classification" if kind == "classification" else model.task
+                raise ConfigError("labeler", "model", f"a {made} model cannot pre-label {s.task} images",
+                                  f"use weights trained for {s.task}")
+            if not set(model.classes) & set(index):
+                raise ConfigError("labeler", "model", f"none of the model's classes {model.classes} is a class of "
+                                  f"the dataset ({s.ds.classes or 'none yet'})",
+                                  "add the classes (+ class), or use a model trained on these classes")
+        if isinstance(model, Predictor):
+            return [[(index[p.name], p.confidence)] if p.name in index else []
+                    for p in model([str(x) for x in paths])]
+        if isinstance(model, DetectionPredictor):
+            out = []
+            for result in model([str(x) for x in paths]):
+                dets = [d for d in result.detections if d.name in index][:max_per_image]
+                if s.task == "segmentation":
+                    out.append([d.to_polygon(index[d.name]) for d in dets])
+                else:
+                    out.append([d.to_box(index[d.name]) for d in dets])
+            return out
+        if callable(model):
+            return list(model(paths))
+        raise ConfigError("labeler", "model", f"{type(model).__name__} is not a model",
+                          "give a weights file, a predictor or a callable paths -> predictions")
+
+    def _predictor(self, weights: Path, min_score: float, max_per_image: int) -> Any:
+        """The predictor of a weights file, kept while the file is unchanged."""
+        from tango_core.models.weights import read_weights
+
+        if not weights.is_file():
+            raise DataError(weights, "weights file not found", "train a model first, or give the path of its best.pt")
+        key = (str(weights.resolve()), weights.stat().st_mtime_ns)
+        cached = self._predictor_cache
+        if cached is None or cached[0] != key:
+            task = read_weights(weights).get("task", "classification")
+            if task in ("detection", "segmentation"):
+                from tango_core.detection import DetectionPredictor
+
+                predictor = DetectionPredictor(weights, agnostic=True)  # one suggestion per object
+            else:
+                from tango_core.engine import Predictor
+
+                predictor = Predictor(weights)
+            cached = self._predictor_cache = (key, predictor)
+        predictor = cached[1]
+        if hasattr(predictor, "conf"):
+            predictor.conf, predictor.max_det = min_score, max_per_image
+        return predictor
 
     def export(self, dest: str | Path, format: str) -> Path:
         """Write the labels through the data layer's formats (COCO, YOLO, VOC, ImageFolder...)."""

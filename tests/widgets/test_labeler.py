@@ -271,6 +271,106 @@ def test_prelabel_without_a_model_says_what_to_do(det, frontend):
     assert "no model to make suggestions with" in lab._status.value and "train one first" in lab._status.value
 
 
+def yolo_weights(path, model="yolov9-t", classes=("cat", "dog"), task="detection"):
+    """A built (untrained) YOLO saved with tango's own save function and the metadata the trainer writes."""
+    import torch
+
+    from tango_core.models import create_model
+    from tango_core.models.weights import save_weights
+
+    torch.manual_seed(0)
+    net = create_model(model, num_classes=len(classes))
+    if task == "segmentation":  # untrained masks are empty; a coefficient bias gives them regions
+        for branch in net.head.main.coef:
+            torch.nn.init.constant_(branch[-1].bias, 3.0)
+    return save_weights(net, path, task=task, classes=list(classes), imgsz=64, in_channels=3,
+                        preprocess={"resize": "letterbox", "pad_value": 114, "scale": 1 / 255,
+                                    "mean": [0.0] * 3, "std": [1.0] * 3},
+                        postprocess={"nms_iou": 0.7, "conf": 0.25})
+
+
+LOW = 0.0005  # an untrained model scores everything near its class prior
+
+
+def test_detection_weights_prelabel_editable_boxes_in_image_pixels(det, frontend, tmp_path):
+    from tango_core.detection import DetectionPredictor
+
+    ds, lab = det
+    weights = yolo_weights(tmp_path / "det.pt")
+    lab.model = str(weights)
+    frontend.click(lab._suggest)                                    # the default 0.25: nothing from this model
+    assert not any(s["suggestion"] for s in lab.canvas.shapes) and "suggestions on 0 of 3" in lab._status.value
+    frontend.set(lab._min_score, value=LOW)
+    frontend.click(lab._suggest)
+    assert "suggestions on 3 of 3 images" in lab._status.value
+    expected = DetectionPredictor(weights, conf=LOW, agnostic=True, max_det=100)([ds.image_path(ds.records[0])])[0]
+    sugg = [s for s in lab.canvas.shapes if s["suggestion"]]
+    assert sugg and all(s["kind"] == "box" for s in sugg)
+    assert [(s["cls"], s["box"], s["score"]) for s in sugg] == [
+        (d.cls, list(d.box), d.score) for d in expected.detections]   # in the image's pixels (64 x 48)
+    assert all(0 <= s["box"][0] <= s["box"][2] <= 64 and 0 <= s["box"][1] <= s["box"][3] <= 48 for s in sugg)
+    assert on_disk(ds).records[0].boxes == []                       # suggestions are not labels yet
+    frontend.send(lab.canvas, {"op": "select", "id": sugg[0]["id"]})
+    key(frontend, lab, "Enter")                                     # accept the selected one
+    stored = on_disk(ds).records[0].boxes
+    assert [b.xyxy for b in stored] == [tuple(sugg[0]["box"])] and stored[0].score is None
+    rest = [s for s in lab.canvas.shapes if s["suggestion"]]
+    assert len(rest) == len(sugg) - 1
+    if rest:                                                         # editing a suggestion accepts it
+        frontend.send(lab.canvas, {"op": "move", "id": rest[0]["id"], "dx": -1000, "dy": -1000})
+        moved = on_disk(ds).records[0].boxes[-1]
+        w, h = rest[0]["box"][2] - rest[0]["box"][0], rest[0]["box"][3] - rest[0]["box"][1]
+        assert moved.xyxy == pytest.approx((0, 0, w, h), abs=0.011)
+    key(frontend, lab, "n")
+    assert any(s["suggestion"] for s in lab.canvas.shapes)          # the next image has its own
+
+
+def test_segmentation_weights_prelabel_polygons(tmp_path, frontend):
+    ds = make_dataset(tmp_path / "seg", task="segmentation")
+    weights = yolo_weights(tmp_path / "seg.pt", model="yolov9-t-seg", task="segmentation")
+    lab = Labeler(ds, model=weights)
+    assert lab.prelabel(min_score=LOW, max_per_image=3) == 3
+    sugg = [s for s in lab.canvas.shapes if s["suggestion"]]
+    assert 0 < len(sugg) <= 3 and all(s["kind"] == "polygon" and len(s["points"]) >= 3 for s in sugg)
+    assert all(0 <= x <= 64 and 0 <= y <= 48 for s in sugg for x, y in s["points"])
+    key(frontend, lab, "a")                                         # accept all of this image
+    stored = on_disk(ds).records[0].polygons
+    assert [[list(p) for p in q.points] for q in stored] == [s["points"] for s in sugg]
+    det_ds = make_dataset(tmp_path / "det2")                       # a segmentation model on a box dataset
+    assert Labeler(det_ds, model=weights).prelabel(min_score=LOW) == 3
+
+
+def test_a_box_model_prelabels_a_segmentation_dataset_with_rectangles(tmp_path, frontend):
+    ds = make_dataset(tmp_path / "seg", task="segmentation")
+    lab = Labeler(ds, model=yolo_weights(tmp_path / "det.pt"))
+    lab.prelabel(min_score=LOW, max_per_image=1)
+    (s,) = [s for s in lab.canvas.shapes if s["suggestion"]]
+    assert s["kind"] == "polygon" and len(s["points"]) == 4
+
+
+def test_prelabel_refuses_models_of_another_task_or_other_classes(det, frontend, tmp_path):
+    from tango_core.models import create_model
+    from tango_core.models.weights import save_weights
+
+    ds, lab = det
+    cls_weights = save_weights(create_model("resnet-cifar20", num_classes=2), tmp_path / "cls.pt",
+                               task="classification", classes=["cat", "dog"], imgsz=32, in_channels=3)
+    lab.model = cls_weights
+    frontend.click(lab._suggest)
+    assert "a classification model cannot pre-label detection images" in lab._status.value
+    lab.model = yolo_weights(tmp_path / "other.pt", classes=("car", "bus"))
+    frontend.click(lab._suggest)
+    assert "none of the model&#x27;s classes" in lab._status.value and "add the classes" in lab._status.value
+    lab.model = tmp_path / "missing.pt"
+    frontend.click(lab._suggest)
+    assert "weights file not found" in lab._status.value
+    cls_ds = make_dataset(tmp_path / "cls", task="classification")
+    cls_lab = Labeler(cls_ds, model=yolo_weights(tmp_path / "det.pt"))
+    frontend.click(cls_lab._suggest)
+    assert "a detection model cannot pre-label classification images" in cls_lab._status.value
+    assert not any(s["suggestion"] for s in lab.canvas.shapes)
+
+
 def test_export_through_the_data_formats(det, frontend, tmp_path):
     ds, lab = det
     frontend.send(lab.canvas, {"op": "add_box", "box": [4, 5, 30, 40]})
