@@ -60,7 +60,8 @@ class PipelineApp(StaticForm, widgets.VBox):
         super().__init__(children=[self._header, widgets.HBox(list(self._buttons.values())), self._message,
                                    self._body], **kwargs)
         self.add_class("tango-app")
-        self._off = self.project.events.subscribe(ev.STAGE_STATUS, self._on_stage_status)
+        self._offs: list[Callable[[], None]] = []
+        self.subscribe(ev.STAGE_STATUS, self._on_stage_status)
         self._render_steps()
         self.step = step or self.resume_step()
         self._show_panel()
@@ -169,8 +170,14 @@ class PipelineApp(StaticForm, widgets.VBox):
         if self._worker is not None:
             self._worker.join(timeout)
 
+    def subscribe(self, event: str, callback: Callable[[ev.Event], None]) -> None:
+        """Observe one of the project's events while the app is open (panels use this)."""
+        self._offs.append(self.project.events.subscribe(event, callback))
+
     def close(self) -> None:
-        self._off()
+        for off in self._offs:
+            off()
+        self._offs.clear()
         super().close()
 
     # --- static form --------------------------------------------------------------------------

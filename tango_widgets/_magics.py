@@ -3,7 +3,8 @@
     %load_ext tango_widgets
     %tango project myproj --create --task detection --target jetson-nano
     %tango app               # the pipeline app, where the project stopped
-    %tango label [folder]    # the labeler (a raw image folder is imported into the project)
+    %tango label [folder]    # the labeler (a raw image folder is imported into the project);
+                             # "suggest" pre-labels with the project's trained model
     %tango model             # the model picker
     %tango train             # training controls and the live dashboard
     %tango graph [model]     # the model's graph
@@ -138,20 +139,18 @@ class TangoMagics(Magics):
         folder = Path(args.folder).expanduser() if args.folder else None
         if folder is not None and (folder / "dataset.json").exists():
             return Labeler(folder)  # a dataset store: no project needed
+        from ._panels import new_dataset, trained_model
+
         project = self.current()
+        model = trained_model(project)  # "suggest" pre-labels with the project's trained model
         if folder is None:
             if not project.config.dataset:
                 raise UsageError("the project has no dataset yet: %tango label <image folder>")
-            return Labeler(project.root / project.config.dataset)
+            return Labeler(project.root / project.config.dataset, model=model)
         from tango_core.data import import_dataset
 
-        from ._panels import _free_data_dir
-
-        dest = _free_data_dir(project)
-        with project.stage("data", source=str(folder)):
-            ds = import_dataset(folder, dest, task=project.task)
-            project.set(dataset=dest.name, classes=list(ds.classes))
-        return Labeler(ds)
+        ds = new_dataset(project, str(folder), lambda dest: import_dataset(folder, dest, task=project.task))
+        return Labeler(ds, model=model)
 
     def _cmd_model(self, args):
         from ._picker import ModelPicker

@@ -2,16 +2,21 @@
 
 Each ``<step>_panel(app)`` returns a widget; actions go through ``app.run(label, action)`` so
 they run in a thread, show their errors, and leave the stage status to the project (the
-engine marks ``training`` and ``export`` itself; the panels mark ``data`` and ``labels``).
+engine marks ``training`` and ``export`` itself; the panels mark ``data`` through
+``Project.attach_dataset``, which also completes ``labels`` for a dataset that came labelled, and
+``labels`` when the user says the labels are done).
 """
 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import ipywidgets as widgets
+
+from tango_core import events as ev
 
 from ._static import escape
 
@@ -36,6 +41,32 @@ def _free_data_dir(project) -> Path:
         if not (project.path(name) / "dataset.json").exists():
             return project.path(name)
     raise RuntimeError("no free data folder name in the project")
+
+
+def new_dataset(project, source: str, make: Callable[[Path], Any]):
+    """Make a dataset in a free folder of the project (``make(dest) -> Dataset``) and attach it
+    with the project's own API (``Project.attach_dataset``: path, classes, the data stage
+    completed, and the labels stage completed when every image came labelled).  The data stage is
+    running meanwhile and failed with the error when something goes wrong.  A labels stage left
+    completed by an earlier dataset goes back to ready when the new one still needs labels."""
+    dest = _free_data_dir(project)
+    project.mark("data", "running", source=source)
+    try:
+        ds = make(dest)
+        project.attach_dataset(ds)
+    except BaseException as exc:
+        project.mark("data", "failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    labelled = sum(r.is_labelled for r in ds.records)
+    if project.stages["labels"].status == "completed" and not (labelled and labelled == len(ds)):
+        project.mark("labels", "ready", labelled=labelled, images=len(ds))
+    return ds
+
+
+def trained_model(project) -> Path | None:
+    """The weights of the project's last completed training (its best.pt) when the file exists."""
+    path = project.trained_weights()
+    return path if path is not None and path.is_file() else None
 
 
 # --- project ------------------------------------------------------------------------------------------
@@ -109,11 +140,7 @@ def data_panel(app) -> widgets.Widget:
         def action():
             from tango_core.data import import_dataset
 
-            dest = _free_data_dir(p)
-            with p.stage("data", source=label):
-                ds = import_dataset(src, dest, format=fmt_name, task=p.task)
-                p.set(dataset=dest.name, classes=list(ds.classes))
-            return ds
+            return new_dataset(p, label, lambda dest: import_dataset(src, dest, format=fmt_name, task=p.task))
 
         app.run(f"import {label}", action, imported)
 
@@ -129,11 +156,7 @@ def data_panel(app) -> widgets.Widget:
             opts = {"n_per_class" if "n_per_class" in params else "n": sample_n.value}
             if "task" in params:
                 opts["task"] = p.task
-            dest = _free_data_dir(p)
-            with p.stage("data", source=f"sample {sample.value}"):
-                ds = make_sample(sample.value, dest, **opts)
-                p.set(dataset=dest.name, classes=list(ds.classes))
-            return ds
+            return new_dataset(p, f"sample {sample.value}", lambda dest: make_sample(sample.value, dest, **opts))
 
         app.run(f"sample {sample.value}", action, imported)
 
@@ -166,8 +189,25 @@ def labels_panel(app) -> widgets.Widget:
     root = _dataset_root(p)
     if root is None:
         return widgets.HTML("<i>import or make a dataset first (data step)</i>")
-    labeler = Labeler(load_dataset(root))
+    labeler = Labeler(load_dataset(root), model=trained_model(p))
     done = _button("Labels done", "tango-app-labels-done", "success")
+    model_info = widgets.HTML()
+    model_info.add_class("tango-app-labels-model")
+
+    def show_model() -> None:
+        if labeler.model is not None:
+            model_info.value = (f"<div>pre-labels: \"suggest\" runs the trained model "
+                                f"<code>{escape(labeler.model)}</code> on the unlabeled images</div>")
+        else:
+            model_info.value = "<div style='color:#666'>pre-labels: train a model (train step) to get suggestions</div>"
+
+    def on_status(event) -> None:  # a training that finishes while the labeler is open
+        if event["stage"] == "training" and event["status"] == "completed":
+            labeler.model = trained_model(p) or labeler.model
+            show_model()
+
+    app.subscribe(ev.STAGE_STATUS, on_status)
+    show_model()
 
     def finish(_b) -> None:
         ds = labeler.dataset
@@ -177,7 +217,7 @@ def labels_panel(app) -> widgets.Widget:
         app.say(f"labels: {labelled} of {len(ds)} images labelled")
 
     done.on_click(finish)
-    return widgets.VBox([labeler, done])
+    return widgets.VBox([labeler, done, model_info])
 
 
 # --- model --------------------------------------------------------------------------------------------
@@ -226,6 +266,8 @@ def train_panel(app) -> widgets.Widget:
 
     start.on_click(lambda _b: go(False))
     resume.on_click(lambda _b: go(True))
+    # a training that fails (or is interrupted) offers Resume at once, not only on the next visit
+    app.subscribe(ev.STAGE_STATUS, lambda e: refresh_resume() if e["stage"] == "training" else None)
     refresh_resume()
     return widgets.VBox([widgets.HBox([epochs, batch, imgsz, start, resume]), board])
 

@@ -80,6 +80,30 @@ def test_label_a_raw_image_folder_imports_it_into_the_project(shell, tmp_path):
         shell.run_line_magic("tango", f"label {raw}")                  # raw images need a project
 
 
+def test_label_offers_pre_labels_from_the_projects_trained_model(shell, tmp_path, frontend):
+    from PIL import Image
+
+    from tango_core.models import create_model
+    from tango_core.models.weights import save_weights
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for i in range(2):
+        Image.new("RGB", (48, 32), (i * 80, 40, 0)).save(raw / f"photo{i}.png")
+    project = shell.run_line_magic("tango", f"project {tmp_path / 'p'} --create --task detection")
+    lab = shell.run_line_magic("tango", f"label {raw}")
+    assert lab.model is None                                         # nothing trained yet
+    assert project.stages["labels"].status == "ready"                 # raw images still need labels
+    lab.session.add_class("cat")
+    best = save_weights(create_model("yolov9-t", num_classes=1), project.path("runs", "train", "1", "best.pt"),
+                        task="detection", classes=["cat"], imgsz=64, in_channels=3)
+    project.mark("training", "completed", best_model=str(best))       # what engine.train records
+    lab = shell.run_line_magic("tango", "label")
+    assert lab.model == best
+    assert lab.prelabel(min_score=0.0005) == 2                        # untrained: scores near the prior
+    assert all(s["kind"] == "box" and s["suggestion"] for s in lab.canvas.shapes)
+
+
 def test_bad_commands_get_a_usage_message(shell, tmp_path):
     with pytest.raises(UsageError, match="unknown command 'lable'. Did you mean 'label'"):
         shell.run_line_magic("tango", "lable")
