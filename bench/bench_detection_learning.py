@@ -31,7 +31,7 @@ class _Stop(Exception):
 
 
 def run(data, model: str, imgsz: int, epochs: int, minutes: float, hyp: dict | None, threads: int,
-        run_dir: Path) -> list[dict]:
+        run_dir: Path, batch_size: int | str = "auto", clock: str = "wall") -> list[dict]:
     bus, curve = ev.EventBus(), []
     wall0, cpu0 = time.perf_counter(), time.process_time()
 
@@ -42,13 +42,13 @@ def run(data, model: str, imgsz: int, epochs: int, minutes: float, hyp: dict | N
                       "mAP50-95": p["metrics"]["mAP50-95"]})
         print(f"  {model} epoch {p['epoch']}: {curve[-1]['wall_min']:.1f} min, mAP50 {p['metrics']['mAP50']:.3f}",
               flush=True)
-        if curve[-1]["wall_min"] > minutes:
+        if curve[-1][f"{clock}_min"] > minutes:
             raise _Stop
 
     bus.subscribe(ev.EPOCH_END, on_epoch)
     try:
         Trainer(data, model, epochs=epochs, imgsz=imgsz, hyp=hyp, events=bus, run_dir=run_dir, loggers=(),
-                threads=threads, seed=0).fit()
+                threads=threads, seed=0, batch_size=batch_size).fit()
     except _Stop:
         pass
     return curve
@@ -67,17 +67,22 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=10.0, help="stop each run after this many wall minutes")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--baseline", action="store_true", help="also train with the recipe's fixed nbs 64")
+    ap.add_argument("--hyp", type=json.loads, default=None, help='hyper-parameters over the recipe, JSON: \'{"lr0": 0.02}\'')
+    ap.add_argument("--batch", default="auto", help="batch size (default: auto-batch)")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall", help="which minutes --minutes counts")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     results = {"args": {k: str(v) for k, v in vars(args).items()}, "runs": []}
     with tempfile.TemporaryDirectory() as tmp:
         data = make_sample("shapes", Path(tmp) / "shapes", n=args.n, size=args.imgsz, task="detection")
         for model in args.models:
-            variants = [("adaptive nbs", None)] + ([("nbs 64", {"nbs": 64})] if args.baseline else [])
+            variants = [("adaptive nbs" if not args.hyp else json.dumps(args.hyp), args.hyp)] + \
+                ([("nbs 64", {**(args.hyp or {}), "nbs": 64})] if args.baseline else [])
             for label, hyp in variants:
                 print(f"{model} ({label})", flush=True)
+                batch = int(args.batch) if str(args.batch).isdigit() else args.batch
                 curve = run(data, model, args.imgsz, args.epochs, args.minutes, hyp, args.threads,
-                            Path(tmp) / f"{model}-{len(results['runs'])}")
+                            Path(tmp) / f"{model}-{len(results['runs'])}", batch, args.clock)
                 row = {"model": model, "variant": label, "curve": curve,
                        "best_mAP50": max((c["mAP50"] for c in curve), default=0.0),
                        "minutes_to_0.5": first_reaching(curve, 0.5), "minutes_to_0.9": first_reaching(curve, 0.9)}

@@ -5,7 +5,7 @@
 # per image, boxes, or polygons. Every change is saved to the dataset store at once, so nothing
 # is lost if the kernel stops. Keys: **1–9** pick a class, **b** box, **g** polygon, **v** select,
 # **n / p** next / previous image, **Delete** removes, **Ctrl+Z / Ctrl+Y** undo / redo, the arrow
-# keys nudge the selected shape, the mouse wheel zooms and a right-drag pans.
+# keys nudge the selected shape, the mouse wheel zooms, and dragging with the middle button (or Space + drag, or dragging the empty background with the select tool) pans.
 #
 # A model you trained can pre-label the images: its predictions appear as suggestions you accept,
 # correct or reject. Finally the labels are exported as COCO, YOLO, Pascal VOC or ImageFolder.

@@ -36,7 +36,7 @@ class Predictor:
             raise DataError(weights, f"has no {', '.join(missing)} metadata", "predict with weights saved by tango's trainer")
         if data.get("task", "classification") != "classification":
             raise DataError(weights, f"holds a {data['task']} model; this predictor classifies images",
-                            "use the detection predictor of tango_core.detection for detection weights")
+                            "use tango_core.detection.DetectionPredictor for detection weights")
         self.classes: list[str] = list(data["classes"])
         self.imgsz, self.channels = int(data["imgsz"]), int(data["in_channels"])
         self.device = torch.device(device)
