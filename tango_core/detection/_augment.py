@@ -24,6 +24,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ._paste import copy_paste, paste_in
+
 PAD_VALUE = 114  # the grey of the YOLO letterbox and mosaic canvas
 
 
@@ -378,8 +380,8 @@ class DetectionAugment:
     """Training samples for one epoch: ``augment(index, rng, mosaic=True)``.
 
     ``load(i)`` returns the i-th :class:`Sample` of the training split (any size); ``hyp`` holds the
-    augmentation hyper-parameters of ``hyp.yaml`` (``mosaic``, ``mixup``, ``degrees``, ``translate``,
-    ``scale``, ``shear``, ``hsv_h``, ``hsv_s``, ``hsv_v``, ``fliplr``, ``flipud``).
+    augmentation hyper-parameters of ``hyp.yaml`` (``mosaic``, ``mixup``, ``paste_in``, ``copy_paste``,
+    ``degrees``, ``translate``, ``scale``, ``shear``, ``hsv_h``, ``hsv_s``, ``hsv_v``, ``fliplr``, ``flipud``).
     ``mosaic9_fraction`` of the mosaics have 9 tiles (YOLOv7 uses 0.2; YOLOv9 uses 4 tiles only).
     """
 
@@ -412,6 +414,10 @@ class DetectionAugment:
                 sample = mixup(sample, self._mosaic(int(rng.integers(0, self.n)), rng), rng)
         else:
             sample = self._affine(letterbox(self.load(index), self.imgsz), rng)
+        if rng.random() < h.get("paste_in", 0.0):
+            donor = self.load(int(rng.integers(0, self.n)))
+            sample = paste_in(sample, donor, rng)
+        sample = copy_paste(sample, rng, h.get("copy_paste", 0.0))
         sample.image = augment_hsv(sample.image, rng, h.get("hsv_h", 0.0), h.get("hsv_s", 0.0), h.get("hsv_v", 0.0))
         if rng.random() < h.get("flipud", 0.0):
             sample = flip(sample, horizontal=False)

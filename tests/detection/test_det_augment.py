@@ -25,6 +25,7 @@ from tango_core.detection._augment import (
     random_affine_matrix,
 )
 from tango_core.detection._hyp import default_hyp, recipe_for
+from tango_core.detection._paste import copy_paste, paste_in
 
 PALETTE = [np.array(c) for c in itertools.product((60, 110, 160, 210, 250), repeat=3)
            if not all(abs(v - PAD_VALUE) < 40 for v in c)]
@@ -157,7 +158,7 @@ def test_mosaic_keeps_every_box_inside_and_on_its_object(tiles):
 
 def test_mosaic_then_affine_as_in_training():
     load = Recolouring(make_dataset(seed=1))
-    hyp = default_hyp("yolov7", mixup=0.0, hsv_h=0.0, hsv_s=0.0, hsv_v=0.0)
+    hyp = default_hyp("yolov7", mixup=0.0, paste_in=0.0, hsv_h=0.0, hsv_s=0.0, hsv_v=0.0)
     aug = DetectionAugment(load, len(load.data), 64, hyp)
     for seed in range(10):
         load.reset()
@@ -179,7 +180,7 @@ def test_rotation_and_shear_keep_objects_inside_their_boxes():
 
 def test_polygons_move_exactly_and_give_tight_boxes():
     load = Recolouring(make_dataset(seed=3, polygons=True))
-    hyp = default_hyp("yolov9", degrees=25.0, mixup=0.0, hsv_h=0.0, hsv_s=0.0, hsv_v=0.0)
+    hyp = default_hyp("yolov9", degrees=25.0, mixup=0.0, copy_paste=0.0, hsv_h=0.0, hsv_s=0.0, hsv_v=0.0)
     aug = DetectionAugment(load, len(load.data), 64, hyp, mosaic9_fraction=0.5)
     for seed in range(10):
         load.reset()
@@ -225,7 +226,7 @@ def test_one_mosaic_in_five_has_nine_tiles_and_mosaic_can_be_switched_off():
         calls.append(i)
         return data[i][0]
 
-    aug = DetectionAugment(load, len(data), 64, default_hyp("yolov7", mixup=0.0))
+    aug = DetectionAugment(load, len(data), 64, default_hyp("yolov7", mixup=0.0, paste_in=0.0))
     nine = 0
     for seed in range(300):
         calls.clear()
@@ -308,3 +309,71 @@ def test_opencv_and_torch_backends_agree(monkeypatch):
     assert np.abs(fast_hsv.astype(int) - slow_hsv).mean() < 3
     identity = aug._warp(img, np.eye(3), (50, 70))
     np.testing.assert_array_equal(identity, img)
+
+
+def _covered(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    iw = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
+    ih = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
+    return iw * ih / ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))
+
+
+def test_paste_in_adds_objects_of_another_image_with_exact_boxes():
+    data = make_dataset(n=12, seed=5)
+    colours = {tuple(c) for _, cols in data for c in cols}
+    pasted = 0
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        (base, _), (donor, donor_cols) = data[seed % 12], data[(seed + 5) % 12]
+        base = letterbox(base, 96)
+        out = paste_in(base, donor, rng)
+        old, new = out.labels[:len(base.labels)], out.labels[len(base.labels):]
+        np.testing.assert_array_equal(old, base.labels)  # existing labels unchanged ...
+        for label in new:
+            pasted += 1
+            x1, y1, x2, y2 = label[1:5].astype(int)
+            patch = out.image[y1:y2, x1:x2].reshape(-1, 3)
+            assert {tuple(c) for c in patch} <= colours  # one of the donor's objects, scaled
+            assert tuple(patch[0]) in {tuple(c) for c in donor_cols}
+            # ... and covered by no paste more than the 0.30 rule allows
+            assert (_covered(label[1:5], old[:, 1:5]) <= 0.30 + 1e-9).all()
+    assert pasted > 20
+
+
+def test_copy_paste_mirrors_polygons_with_labels_that_match_their_pixels():
+    from tango_core.data._masks import polygon_mask
+
+    added = 0
+    for sample, _ in make_dataset(n=10, seed=6, polygons=True):
+        out = copy_paste(sample, np.random.default_rng(0), p=1.0)
+        n = len(sample.labels)
+        assert len(out.labels) == len(out.segments) >= n
+        np.testing.assert_array_equal(out.labels[:n], sample.labels)
+        h, w = sample.hw
+        for label, poly in zip(out.labels[n:], out.segments[n:], strict=True):
+            added += 1
+            mask = polygon_mask(poly, w, h)
+            np.testing.assert_allclose(label[1:5], [*poly.min(0), *poly.max(0)])  # the polygon's extent
+            np.testing.assert_array_equal(out.image[mask], sample.image[:, ::-1][mask])  # mirrored pixels
+            source = next(i for i in range(n) if np.allclose(sample.segments[i] * [-1, 1] + [w, 0], poly))
+            assert label[0] == sample.labels[source, 0]
+            assert (_covered(label[1:5], sample.labels[:, 1:5]) <= 0.30 + 1e-9).all()
+    assert added >= 3
+    boxes_only = make_dataset(n=1, seed=6)[0][0]
+    assert copy_paste(boxes_only, np.random.default_rng(0), p=1.0) is boxes_only  # needs polygons
+
+
+def test_the_recipe_keys_paste_in_and_copy_paste_are_used():
+    data = make_dataset(n=10, seed=7, polygons=True)
+    calls = []
+
+    def load(i):
+        calls.append(i)
+        return data[i][0]
+
+    hyp = dict(default_hyp("yolov9", mosaic=0.0, mixup=0.0, copy_paste=0.0, fliplr=0.0), paste_in=1.0)
+    DetectionAugment(load, len(data), 64, hyp)(0, np.random.default_rng(0), mosaic=False)
+    assert len(calls) == 2  # the image and a donor
+    hyp.update(paste_in=0.0, copy_paste=1.0, scale=0.0, translate=0.0)
+    plain = DetectionAugment(load, len(data), 64, dict(hyp, copy_paste=0.0))(0, np.random.default_rng(1), mosaic=False)
+    more = DetectionAugment(load, len(data), 64, hyp)(0, np.random.default_rng(1), mosaic=False)
+    assert len(more.labels) > len(plain.labels)
