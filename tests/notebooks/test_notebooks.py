@@ -98,13 +98,14 @@ def test_quickstart_with_detection_parameters(tmp_path):
 STAGE_RUNS = {
     "01_labeling": [{}, {"task": "detection", "classes": "circle,square", "prelabel_model": "",
                          "export_format": "yolo", "n_unlabeled": 10}],
-    "02_classification": [{}, {"model": "resnet-cifar32", "imgsz": 24, "n_per_class": 12, "epochs": 2,
+    # the second sets go beyond the defaults where it matters (image size, data), within CI's time
+    "02_classification": [{}, {"model": "resnet-cifar32", "imgsz": 32, "n_per_class": 60, "epochs": 2,
                                "batch_size": "auto", "target": "galaxy-s22"}],
     "04_export_benchmark": [{}, {"formats": "onnx,tvm", "int8": False, "benchmark_runs": 5}],
     "05_deploy": [{}, {"target": "rpi5-coral", "also": "aws-ecs,odroid-m1"}],
     "06_hpo_nas": [{}, {"hpo_trials": 2, "nas_trials": 3, "n_per_class": 10, "hpo_epochs": 1}],
     "07_segmentation": [{}, {"model": "yolov9-s-seg", "n_images": 12, "epochs": 1, "batch_size": 4}],
-    "03_detection": [{}, {"model": "yolov9-t", "n_images": 24, "imgsz": 64, "epochs": 1, "batch_size": 4}],
+    "03_detection": [{}, {"model": "yolov9-t", "n_images": 32, "imgsz": 128, "epochs": 1, "batch_size": 4}],
 }
 
 
