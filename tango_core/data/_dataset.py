@@ -18,7 +18,7 @@ import numpy as np
 
 from .._io import atomic_write_bytes, atomic_write_text, read_json
 from ..errors import DataError
-from ._images import clean_name, decode, header_size, safe_relpath, suffix_for
+from ._images import clean_name, decode, header_size, name_key, safe_relpath, suffix_for
 from ._shapes import SPLITS, Box, ImageRecord, Polygon, Shape, _FieldError, record_from_dict
 
 STORE_NAME = "dataset.json"
@@ -59,6 +59,7 @@ class Dataset:
         #: unreadable lines); analyse() reports them until the user drops them.
         self.problems: list[dict[str, str]] = list(problems or [])
         self._by_id: dict[str, ImageRecord] = {}
+        self._id_keys: Counter[str] = Counter()  # name_key of every id: names that would share one file
         self._next_shape = 1
         for rec in records or []:
             self._insert(rec)
@@ -171,6 +172,7 @@ class Dataset:
             self._claim_id(shape)
         self.records.append(rec)
         self._by_id[rec.id] = rec
+        self._id_keys[name_key(rec.id)] += 1
         return rec
 
     def _claim_id(self, shape: Shape) -> None:
@@ -181,21 +183,29 @@ class Dataset:
             self._next_shape = max(self._next_shape, int(shape.id) + 1)
 
     def _free_name(self, name: str) -> tuple[str, str]:
-        """(id, file) for a new image called ``name``: ids are the path under images/ without suffix."""
+        """(id, file) for a new image called ``name``: ids are the path under images/ without suffix.
+
+        A name is taken when an image has the same id ignoring case and unicode normalisation
+        (``a.png`` and ``A.jpg`` would share a file on macOS and Windows, and an id): then ``_1``,
+        ``_2``... is added to the stem.
+        """
         stem, suffix = os.path.splitext(name)
         candidate, n = stem, 1
-        while candidate in self._by_id or (self.root / IMAGES_DIR / f"{candidate}{suffix}").exists():
+        while name_key(candidate) in self._id_keys or (self.root / IMAGES_DIR / f"{candidate}{suffix}").exists():
             candidate = f"{stem}_{n}"
             n += 1
         return candidate, f"{IMAGES_DIR}/{candidate}{suffix}"
 
     def add_image(self, image: str | os.PathLike | bytes, name: str | None = None, split: str | None = None,
                   *, check: bool = True, size: tuple[int, int] | None = None,
-                  durable: bool = True) -> ImageRecord:
+                  durable: bool = True, original: str | None = None) -> ImageRecord:
         """Copy an image (a path or its bytes) under ``images/`` and add an unlabelled record for it.
 
-        ``name`` may hold sub-folders (``"cat/001.png"``); it becomes the record id without suffix,
-        made unique with ``_1``, ``_2``... .  With ``check`` the file must decode completely.
+        ``name`` may hold sub-folders (``"cat/001.png"``); it becomes the record id without suffix.
+        It is kept as it is unless it is unsafe on some OS (see :func:`clean_name`) or taken (then
+        ``_1``, ``_2``... are added); a changed name is kept in ``record.original_name``, as is
+        ``original`` (the name the image had before an earlier import) when it differs.
+        With ``check`` the file must decode completely.
         ``durable=False`` skips the fsync, for bulk writers that save the store once at the end.
         """
         if isinstance(image, (bytes, bytearray, memoryview)):
@@ -219,21 +229,29 @@ class Dataset:
         rel = safe_relpath(name or "image")
         if rel is None:
             raise DataError(source, f"image name {name!r} leaves the dataset folder", "use a plain relative name")
-        rel = clean_name(rel)
         if not os.path.splitext(rel)[1]:
             rel += suffix_for(data)
-        rec_id, file = self._free_name(rel)
+        rec_id, file = self._free_name(clean_name(rel))
         if durable:
             atomic_write_bytes(self.root / file, data)
         else:
             (self.root / file).parent.mkdir(parents=True, exist_ok=True)
             (self.root / file).write_bytes(data)
-        return self._insert(ImageRecord(id=rec_id, file=file, width=width, height=height, split=split))
+        original = original or rel
+        rec = ImageRecord(id=rec_id, file=file, width=width, height=height, split=split,
+                          original_name=None if original == file[len(IMAGES_DIR) + 1:] else original)
+        return self._insert(rec)
 
     def remove_image(self, rec_id: str, delete_file: bool = True) -> ImageRecord:
         rec = self.get(rec_id)
         self.records.remove(rec)
         del self._by_id[rec_id]
+        key = name_key(rec_id)
+        self._id_keys[key] -= 1
+        if not self._id_keys[key]:
+            del self._id_keys[key]
+        # import problems about this image (e.g. 'unlisted_image') have nothing left to decide
+        self.problems = [p for p in self.problems if p.get("record") != rec_id]
         path = self.image_path(rec)
         if delete_file and path.is_file() and self.root / IMAGES_DIR in path.parents:
             path.unlink()

@@ -7,9 +7,13 @@ import io
 import os
 import posixpath
 import re
+import unicodedata
 from pathlib import Path
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+#: pictures tango does not decode (convert them first): reported as such instead of "not an image"
+UNREAD_IMAGE_SUFFIXES = (".heic", ".heif", ".avif", ".jxl", ".jp2", ".svg", ".psd", ".raw", ".dng", ".cr2",
+                         ".nef", ".arw", ".ico")
 _SUFFIX_OF_FORMAT = {"PNG": ".png", "JPEG": ".jpg", "BMP": ".bmp", "GIF": ".gif", "TIFF": ".tif", "WEBP": ".webp"}
 
 
@@ -57,7 +61,11 @@ def suffix_for(data: bytes) -> str:
         return ".png"
 
 
-_BAD_CHARS = re.compile(r"[^A-Za-z0-9._\-/ ]")
+# What some file system cannot hold in a name: control characters, path separators and Windows'
+# reserved characters.  Everything else (unicode letters, spaces, parentheses...) is a fine name.
+_UNSAFE_CHARS = re.compile(r'[\x00-\x1f\x7f<>:"|?*\\]')
+_MAX_NAME_BYTES = 255
+_DEVICE_NAMES = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))}
 
 
 def safe_relpath(name: str) -> str | None:
@@ -72,5 +80,30 @@ def safe_relpath(name: str) -> str | None:
 
 
 def clean_name(name: str) -> str:
-    """A file name safe on every OS (keeps sub-folders)."""
-    return "/".join(_BAD_CHARS.sub("_", part) for part in name.split("/"))
+    """``name`` (a posix relative path) made safe on every OS, changing as little as possible.
+
+    Only what some file system cannot hold becomes ``_``: control characters, ``\\`` and Windows'
+    ``<>:"|?*``, a leading dot (it would hide the file), trailing dots and spaces (Windows drops
+    them) and Windows device names (``CON``, ``nul.png``).  Unicode, spaces and ``()`` stay.
+    """
+    return "/".join(_clean_part(part) for part in name.split("/"))
+
+
+def _clean_part(part: str) -> str:
+    part = _UNSAFE_CHARS.sub("_", part)
+    if part.startswith("."):
+        part = "_" + part[1:]
+    kept = part.rstrip(". ")
+    part = kept + "_" * (len(part) - len(kept))
+    if part.split(".")[0].lower() in _DEVICE_NAMES:
+        part = "_" + part
+    if len(part.encode()) > _MAX_NAME_BYTES:  # most file systems stop at 255 bytes a name
+        stem, suffix = os.path.splitext(part)
+        part = stem.encode()[: _MAX_NAME_BYTES - len(suffix.encode())].decode(errors="ignore") + suffix
+    return part or "_"
+
+
+def name_key(name: str) -> str:
+    """What two names must differ in to be two files everywhere: macOS and Windows ignore case,
+    and macOS also unicode normalisation (``café`` typed or decomposed)."""
+    return unicodedata.normalize("NFC", name).casefold()

@@ -116,6 +116,9 @@ class ImageRecord:
     boxes: list[Box] = field(default_factory=list)
     polygons: list[Polygon] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+    #: the image's name (path, posix) in the dataset it was imported from, when the store had to
+    #: use another one (unsafe characters, or a name taken); exports write it back where they can
+    original_name: str | None = None
 
     @property
     def is_labelled(self) -> bool:
@@ -126,16 +129,17 @@ class ImageRecord:
         return list(self.boxes) + [p.bbox() for p in self.polygons]
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "id": self.id,
-            "file": self.file,
+        out: dict[str, Any] = {"id": self.id, "file": self.file}
+        if self.original_name is not None:
+            out["original_name"] = self.original_name
+        out.update({
             "width": self.width,
             "height": self.height,
             "split": self.split,
             "label": self.label,
             "boxes": [b.to_dict() for b in self.boxes],
             "polygons": [p.to_dict() for p in self.polygons],
-        }
+        })
         if self.meta:
             out["meta"] = self.meta
         return out
@@ -223,6 +227,9 @@ def record_from_dict(d: Any, where: str) -> ImageRecord:
     meta = d.get("meta", {})
     if not isinstance(meta, dict):
         raise _FieldError(f"{where}.meta", "expected an object")
+    original = d.get("original_name")
+    if original is not None and (not isinstance(original, str) or safe_relpath(original) != original):
+        raise _FieldError(f"{where}.original_name", f"expected a plain relative path, got {original!r}")
     width, height = _int(d.get("width"), f"{where}.width"), _int(d.get("height"), f"{where}.height")
     return ImageRecord(
         id=rid,
@@ -234,6 +241,7 @@ def record_from_dict(d: Any, where: str) -> ImageRecord:
         boxes=[box_from_dict(b, f"{where}.boxes[{i}]") for i, b in enumerate(boxes)],
         polygons=[polygon_from_dict(p, f"{where}.polygons[{i}]") for i, p in enumerate(polys)],
         meta=meta,
+        original_name=original,
     )
 
 

@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 from data_helpers import png_bytes
 
-from tango_core.data import FORMATS, Box, Polygon, convert, export_dataset, import_dataset, make_sample
+from tango_core.data import (
+    FORMATS,
+    Box,
+    Dataset,
+    Polygon,
+    convert,
+    export_dataset,
+    import_dataset,
+    make_sample,
+)
 from tango_core.data._masks import mask_to_polygons, rle_decode, rle_encode
 from tango_core.data._transfer import detect_format
 from tango_core.errors import DataError, UnknownNameError
@@ -31,12 +40,13 @@ def samples(tmp_path_factory):
 
 
 def _same(a, b, tol=1e-3):
-    """Everything a round trip must keep: classes, ids, files, sizes, splits, labels, shapes."""
+    """Everything a round trip must keep: classes, ids, file names and bytes, sizes, splits, labels, shapes."""
     assert b.task == a.task and b.classes == a.classes
     assert sorted(r.id for r in b) == sorted(r.id for r in a)
     for ra in a:
         rb = b.get(ra.id)
-        assert (rb.file, rb.width, rb.height, rb.split, rb.label) == (ra.file, ra.width, ra.height, ra.split, ra.label)
+        assert (rb.file, rb.original_name, rb.width, rb.height, rb.split, rb.label) == \
+            (ra.file, ra.original_name, ra.width, ra.height, ra.split, ra.label)
         assert b.image_path(rb).read_bytes() == a.image_path(ra).read_bytes()
         assert len(rb.boxes) == len(ra.boxes) and len(rb.polygons) == len(ra.polygons)
         for x, y in zip(ra.boxes, rb.boxes, strict=True):
@@ -63,6 +73,50 @@ def test_round_trip_keeps_everything(samples, tmp_path, task, fmt):
             return {r.id: [s.id for s in r.boxes + r.polygons] for r in d}
 
         assert ids(back) == ids(ds)
+
+
+def _awkward_names(root, task):
+    """Names a labelling tool really produces, and one name used in two splits (the store renames it)."""
+    ds = Dataset.create(root, task=task, classes=["cat", "dog"])
+    for i, (name, split) in enumerate([("IMG (1).png", "train"), ("café.png", "val"), ("写真 2.png", "train"),
+                                       ("dup.png", "train"), ("dup.png", "val"), ("Dup.png", "val")]):
+        rec = ds.add_image(png_bytes(20, 16, seed=i), name=name, split=split)
+        if task == "classification":
+            rec.label = i % 2
+        else:
+            ds.add_box(rec.id, Box(i % 2, 1, 2, 10, 12))
+    ds.save()
+    return ds
+
+
+@pytest.mark.parametrize("task,fmt,written,lost", [
+    ("detection", "yolo", {"images/train/IMG (1).png", "images/val/café.png", "images/train/写真 2.png",
+                           "images/train/dup.png", "images/val/dup.png", "images/val/Dup_2.png"}, {"Dup_2"}),
+    ("detection", "coco", {"images/train/IMG (1).png", "images/val/café.png", "images/train/写真 2.png",
+                           "images/train/dup.png", "images/val/dup.png", "images/val/Dup_2.png"}, {"Dup_2"}),
+    # one JPEGImages/ for every split: the second dup.png keeps its store name
+    ("detection", "voc", {"JPEGImages/IMG (1).png", "JPEGImages/café.png", "JPEGImages/写真 2.png",
+                          "JPEGImages/dup.png", "JPEGImages/dup_1.png", "JPEGImages/Dup_2.png"}, {"dup_1", "Dup_2"}),
+    ("classification", "imagefolder", {"train/cat/IMG (1).png", "val/dog/café.png", "train/cat/写真 2.png",
+                                       "train/dog/dup.png", "val/cat/dup.png", "val/dog/Dup.png"}, set()),
+    ("detection", "tango", {"images/IMG (1).png", "images/café.png", "images/写真 2.png", "images/dup.png",
+                            "images/dup_1.png", "images/Dup_2.png"}, set()),
+])
+def test_round_trip_keeps_file_names(tmp_path, task, fmt, written, lost):
+    ds = _awkward_names(tmp_path / "src", task)
+    assert [(r.file, r.original_name) for r in ds][3:] == [("images/dup.png", None), ("images/dup_1.png", "dup.png"),
+                                                          ("images/Dup_2.png", "Dup.png")]
+    out = export_dataset(ds, tmp_path / "out", fmt)
+    images = {p.relative_to(out).as_posix() for p in out.rglob("*.png")}
+    assert images == written
+    back = import_dataset(out, tmp_path / "back")
+    # where two names clash in one export folder (ignoring case) the store name is written: the
+    # original is in no file, so the import gives the same store name without it
+    assert {r.id for r in back if r.original_name != ds.get(r.id).original_name} == lost
+    for rid in lost:
+        back.get(rid).original_name = ds.get(rid).original_name
+    _same(ds, back)
+    assert back.problems == []
 
 
 def test_round_trip_without_splits_and_twice(samples, tmp_path):
@@ -230,6 +284,24 @@ def test_hand_written_imagefolder(tmp_path):
     (flat / "b" / "x.png").write_bytes(png_bytes(seed=5))
     ds2 = import_dataset(flat, tmp_path / "ds2")
     assert ds2.classes == ["a", "b"] and ds2.records[0].label == 1 and ds2.records[0].split is None
+
+
+def test_imagefolder_tree_comes_back_with_its_names(tmp_path):
+    # cameras number every folder from 1: the same name in two class folders is the rule, not a corner case
+    src = tmp_path / "folders"
+    files = ["train/cat/1.png", "train/dog/1.png", "train/dog/IMG (1).png", "val/cat/café.png", "val/dog/1.png",
+             "val/dog/sub folder/x y.png"]
+    for i, f in enumerate(files):
+        (src / f).parent.mkdir(parents=True, exist_ok=True)
+        (src / f).write_bytes(png_bytes(seed=i))
+    ds = import_dataset(src, tmp_path / "ds")
+    assert [(r.file, r.original_name) for r in ds] == [
+        ("images/1.png", None), ("images/1_1.png", "1.png"), ("images/IMG (1).png", None),
+        ("images/café.png", None), ("images/1_2.png", "1.png"), ("images/sub folder/x y.png", None)]
+    out = export_dataset(ds, tmp_path / "out", "imagefolder")
+    assert {p.relative_to(out).as_posix() for p in out.rglob("*.png")} == set(files)
+    for f in files:
+        assert (out / f).read_bytes() == (src / f).read_bytes()
 
 
 def test_plain_images_import_unlabelled(tmp_path):

@@ -58,6 +58,37 @@ def test_add_image_from_path_names_are_unique_and_checked(tmp_path):
     assert not (tmp_path / "evil.png").exists()
 
 
+def test_add_image_keeps_safe_names_and_records_changed_ones(tmp_path):
+    ds = Dataset.create(tmp_path / "d", task="detection", classes=["a"])
+    # unicode letters, spaces and parentheses are fine file names everywhere: kept as they are
+    for name in ("IMG (1).png", "café.png", "日本 語/写真 1.png", "it's [v2] + more.png"):
+        rec = ds.add_image(png_bytes(), name=name)
+        assert (rec.file, rec.original_name) == (f"images/{name}", None)
+        assert ds.image_path(rec).read_bytes() == png_bytes()
+    assert ds.get("日本 語/写真 1").id == "日本 語/写真 1"
+    # what some OS cannot hold changes, and the name asked for is recorded
+    for name, stored in (("12:30 <b>?.png", "12_30 _b__.png"), (".hidden.png", "_hidden.png"),
+                         ("tab\there.png", "tab_here.png"), ("CON.png", "_CON.png"), ("dots..png.", "dots..png_")):
+        rec = ds.add_image(png_bytes(), name=name)
+        assert (rec.file, rec.original_name) == (f"images/{stored}", name)
+    # a taken name gets _1: the same id, or one that shares a file on macOS / Windows (case, suffix)
+    for name, stored in (("IMG (1).png", "IMG (1)_1.png"), ("img (1).PNG", "img (1)_2.PNG"),
+                         ("cafe\u0301.png", "cafe\u0301_1.png"), ("café.jpg", "café_2.jpg")):
+        rec = ds.add_image(png_bytes(), name=name)
+        assert (rec.file, rec.original_name) == (f"images/{stored}", name)
+    ds.remove_image("café_2")
+    assert ds.add_image(png_bytes(), name="CAFÉ.jpg").file == "images/CAFÉ_2.jpg"  # a removed name is free again
+    ds.save()
+    again = load_dataset(ds.root)
+    assert again.to_dict() == ds.to_dict() and again.get("IMG (1)_1").original_name == "IMG (1).png"
+
+    raw = json.loads(ds.store_path.read_text())
+    raw["images"][0]["original_name"] = "../../escape.png"  # exports write this name: it must stay inside
+    ds.store_path.write_text(json.dumps(raw))
+    with pytest.raises(DataError, match=r"field 'images\[0\].original_name': expected a plain relative path"):
+        load_dataset(ds.root)
+
+
 def test_shapes_update_and_remove_by_index_or_id(tmp_path):
     ds = Dataset.create(tmp_path / "d", task="detection", classes=["a", "b"])
     rec = ds.add_image(png_bytes(), name="i")

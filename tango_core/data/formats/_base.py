@@ -10,13 +10,14 @@ from __future__ import annotations
 import abc
 import os
 import shutil
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ...errors import DataError
 from .._dataset import IMAGES_DIR, Dataset
-from .._images import IMAGE_SUFFIXES, header_size, is_image_name, safe_relpath
+from .._images import IMAGE_SUFFIXES, clean_name, header_size, is_image_name, name_key, safe_relpath
 from .._shapes import Box, ImageRecord, Polygon
 
 
@@ -25,13 +26,14 @@ class Item:
     """One image as a reader found it."""
 
     source: Path  # the image file to copy
-    name: str  # its name under images/ (posix, with suffix); the record id is this without suffix
+    name: str  # its name in the format (posix, with suffix): the store keeps it unless unsafe or taken
     split: str | None = None
     label: int | None = None
     boxes: list[Box] = field(default_factory=list)
     polygons: list[Polygon] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
     normalized: bool = False  # shapes are in 0..1 image units (YOLO)
+    original: str | None = None  # its name before an earlier import (a store's record.original_name)
 
 
 @dataclass
@@ -141,7 +143,7 @@ def build(parsed: Parsed, dest: Path, task: str | None = None) -> Dataset:
         data = item.source.read_bytes()
         size = header_size(data)
         rec = ds.add_image(data, name=item.name, split=item.split, check=False, size=size or (0, 0),
-                           durable=False)
+                           durable=False, original=item.original)
         rec.label, rec.meta = item.label, dict(item.meta)
         if item.normalized and size is None and (item.boxes or item.polygons):
             ds.problems.append({"kind": "corrupt", "file": rec.file,
@@ -199,6 +201,37 @@ def rel_name(rec: ImageRecord) -> str:
     """The record's file name relative to images/ (id plus suffix) used by every writer."""
     prefix = IMAGES_DIR + "/"
     return rec.file[len(prefix):] if rec.file.startswith(prefix) else rec.id + os.path.splitext(rec.file)[1]
+
+
+def export_names(records: list[ImageRecord], folder: Callable[[ImageRecord], Hashable] = lambda rec: None,
+                 by_stem: bool = False) -> dict[str, str]:
+    """The file name (under its export folder) of each record's image, by record id.
+
+    A record renamed at import (its name was taken) gets its ``original_name`` back when no
+    other image of the same export folder has it; otherwise, and for every other record, the
+    store name.  ``folder`` says which records share a folder; with ``by_stem``, names that
+    differ only in suffix collide (formats with one label file per image stem: YOLO, VOC).
+    Names are compared as the store compares them (ignoring case), so exports stay portable.
+    """
+    def usable(name: str | None) -> bool:
+        return name is not None and clean_name(name) == name
+
+    def key(rec: ImageRecord, name: str) -> tuple:
+        return folder(rec), name_key(os.path.splitext(name)[0] if by_stem else name)
+
+    taken: set[tuple] = set()
+    out: dict[str, str] = {}
+    # store names are unique, so records that keep theirs go first and never move
+    for rec in sorted(records, key=lambda r: usable(r.original_name)):
+        store = rel_name(rec)
+        name = next((n for n in (rec.original_name, store) if usable(n) and key(rec, n) not in taken), None)
+        stem, suffix = os.path.splitext(store)
+        n = 1
+        while name is None or key(rec, name) in taken:  # only when names clash ignoring case
+            name, n = f"{stem}_{n}{suffix}", n + 1
+        taken.add(key(rec, name))
+        out[rec.id] = name
+    return out
 
 
 def num(v: float) -> int | float:

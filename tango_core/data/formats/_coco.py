@@ -18,7 +18,7 @@ from .._dataset import Dataset
 from .._images import safe_relpath
 from .._masks import mask_to_polygons, rle_decode
 from .._shapes import SPLITS, Box, Polygon
-from ._base import Format, Issues, Item, Parsed, check_class, copy_image, prepare_dst, rel_name, split_of
+from ._base import Format, Issues, Item, Parsed, check_class, copy_image, export_names, prepare_dst, split_of
 
 
 def _is_num(v: Any) -> bool:
@@ -197,11 +197,13 @@ class Coco(Format):
         groups: dict[str | None, list] = {}
         for rec, image_id in zip(ds.records, image_ids, strict=True):
             groups.setdefault(rec.split if per_split else None, []).append((rec, image_id))
+        # a folder per split (images/train/...), as COCO's train2017/: names need only differ within a split
+        names = export_names(ds.records, folder=lambda rec: rec.split if per_split else None)
         for split, recs in groups.items():
             images, annotations = [], []
             for rec, image_id in recs:
-                name = rel_name(rec)
-                copy_image(ds, rec, dst / "images" / name)
+                name = names[rec.id]
+                copy_image(ds, rec, dst / "images" / (split or "") / name)
                 entry: dict[str, Any] = {"id": image_id, "file_name": name, "width": rec.width, "height": rec.height}
                 if rec.split and not per_split:
                     entry["split"] = rec.split

@@ -22,6 +22,7 @@ from ._base import (
     Parsed,
     check_class,
     copy_image,
+    export_names,
     inside,
     list_images,
     prepare_dst,
@@ -77,13 +78,14 @@ class ImageFolder(Format):
                             "ImageFolder tree has no place for them", "label them, or drop them with analyse()")
         groups = split_groups(ds, dst)
         dst = prepare_dst(dst)
+        names = export_names(ds.records, folder=lambda rec: (rec.split, rec.label))  # cat/1.png and dog/1.png
         for split, recs in groups.items():
             base = dst / split if split else dst
             for name in ds.classes:
                 (base / name).mkdir(parents=True, exist_ok=True)
             for rec in recs:
                 check_class(ds, rec, rec.label)
-                copy_image(ds, rec, base / ds.classes[rec.label] / rel_name(rec))
+                copy_image(ds, rec, base / ds.classes[rec.label] / names[rec.id])
         atomic_write_text(dst / "classes.txt", "".join(c + "\n" for c in ds.classes))
         return dst
 
@@ -125,7 +127,7 @@ class Tango(Format):
                 issues.orphan(ds.store_path, f"image {rec.file!r} not found; its labels were not imported")
                 continue
             items.append(Item(source=path, name=rel_name(rec), split=rec.split, label=rec.label, meta=dict(rec.meta),
-                              boxes=[Box(**vars(b)) for b in rec.boxes],
+                              original=rec.original_name, boxes=[Box(**vars(b)) for b in rec.boxes],
                               polygons=[Polygon(**vars(p)) for p in rec.polygons]))
         return Parsed(task or ds.task, list(ds.classes), items, ds.problems + issues.problems, dict(ds.meta))
 

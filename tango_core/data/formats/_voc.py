@@ -21,15 +21,22 @@ from ._base import (
     Parsed,
     check_class,
     copy_image,
+    export_names,
     find_image,
     inside,
     list_images,
     num,
     prepare_dst,
-    rel_name,
 )
 
 _CLASS_FILES = ("labels.txt", "classes.txt", "labelmap.txt")
+
+
+def _listed_stem(line: str) -> str:
+    """The image of an ImageSets line: the whole line (names may hold spaces), or the first word
+    of the ``stem flag`` lines of VOC's per-class lists (``000005 -1``)."""
+    words = line.split()
+    return words[0] if len(words) == 2 and words[1] in ("-1", "0", "1") else line.strip()
 
 
 class Voc(Format):
@@ -59,9 +66,9 @@ class Voc(Format):
         for split in SPLITS:
             listing = src / "ImageSets" / "Main" / f"{split}.txt"
             if listing.is_file():
-                for line in listing.read_text().split("\n"):
+                for line in listing.read_text(encoding="utf-8").split("\n"):
                     if line.strip():
-                        splits.setdefault(line.split()[0], split)
+                        splits.setdefault(_listed_stem(line), split)
 
         parsed: list[tuple[Item, list[tuple[str, Box, Path, int]]]] = []
         seen_images = set()
@@ -143,8 +150,9 @@ class Voc(Format):
                             "which VOC XML cannot hold", "export to COCO or YOLO to keep them")
         dst = prepare_dst(dst)
         lists: dict[str, list[str]] = {}
+        names = export_names(ds.records, by_stem=True)  # one JPEGImages/ and one XML per stem for all splits
         for rec in ds.records:
-            name = rel_name(rec)
+            name = names[rec.id]
             copy_image(ds, rec, dst / "JPEGImages" / name)
             stem = name.rsplit(".", 1)[0]
             root = ET.Element("annotation")

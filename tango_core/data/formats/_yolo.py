@@ -22,10 +22,10 @@ from ._base import (
     Parsed,
     check_class,
     copy_image,
+    export_names,
     inside,
     list_images,
     prepare_dst,
-    rel_name,
     split_groups,
 )
 
@@ -201,10 +201,11 @@ class Yolo(Format):
         self.check_task(ds, dst)
         groups = split_groups(ds, dst)
         dst = prepare_dst(dst)
+        names = export_names(ds.records, folder=lambda rec: rec.split, by_stem=True)  # a.png, a.jpg: one a.txt
         for split, recs in groups.items():
             sub = f"/{split}" if split else ""
             for rec in recs:
-                name = rel_name(rec)
+                name = names[rec.id]
                 copy_image(ds, rec, dst / f"images{sub}" / name)
                 if (rec.boxes or rec.polygons) and (rec.width <= 0 or rec.height <= 0):
                     raise DataError(ds.image_path(rec), "image size unknown, labels cannot be normalised",
