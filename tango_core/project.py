@@ -33,6 +33,32 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def _yaml_timestamp(value: Any) -> Any:
+    """A hand-written, unquoted timestamp is read by YAML as a datetime (or a date): keep it as
+    the ISO string tango writes."""
+    if isinstance(value, (_dt.datetime, _dt.date)):
+        return value.isoformat()
+    return value
+
+
+def _is_timestamp(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        _dt.datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_mapping(source: str, field_name: str, value: Any, what: str) -> None:
+    if not isinstance(value, dict):
+        raise ConfigError(source, field_name, f"{value!r} must be a mapping of {what}")
+    for key in value:
+        if not isinstance(key, str):
+            raise ConfigError(source, f"{field_name}.{key}", f"the key {key!r} must be a string")
+
+
 def _pid_alive(pid: int | None) -> bool:
     if not pid:
         return False
@@ -129,7 +155,7 @@ class Project:
         if not isinstance(raw, dict):
             raise ConfigError(source, "<root>", "must be a mapping of fields", "see docs/project.md")
         version = raw.get("version", SCHEMA_VERSION)
-        if version != SCHEMA_VERSION:
+        if isinstance(version, bool) or version != SCHEMA_VERSION:
             raise ConfigError(source, "version", f"unsupported version {version!r}", f"expected {SCHEMA_VERSION}")
         proj = raw.get("project")
         if not isinstance(proj, dict):
@@ -140,7 +166,7 @@ class Project:
             raise ConfigError(source, f"project.{sorted(unknown)[0]}", "unknown field", f"known fields: {sorted(known)}")
         if "name" not in proj:
             raise ConfigError(source, "project.name", "missing")
-        config = ProjectConfig(**proj)
+        config = ProjectConfig(**{k: _yaml_timestamp(v) if k == "created" else v for k, v in proj.items()})
         stages_raw = raw.get("stages") or {}
         if not isinstance(stages_raw, dict):
             raise ConfigError(source, "stages", "must be a mapping of stage -> status")
@@ -152,7 +178,8 @@ class Project:
             bad = set(st) - set(StageStatus.__dataclass_fields__)
             if bad:
                 raise ConfigError(source, f"stages.{stage}.{sorted(bad)[0]}", "unknown field")
-            stages[stage] = StageStatus(**st)
+            stages[stage] = StageStatus(**{k: _yaml_timestamp(v) if k in ("started", "finished") else v
+                                           for k, v in st.items()})
         for stage in set(stages_raw) - set(STAGES):
             raise ConfigError(source, f"stages.{stage}", "unknown stage", f"stages are {list(STAGES)}")
         project = cls(root, config, stages)
@@ -170,18 +197,52 @@ class Project:
             raise ConfigError(source, "project.learning_type", f"{c.learning_type!r} is not a learning type",
                               f"use one of {list(LEARNING_TYPES)}")
         if not isinstance(c.target, str) or not re.fullmatch(r"[A-Za-z0-9_.\-]+", c.target or ""):
-            raise ConfigError(source, "project.target", f"{c.target!r} is not a target id")
+            raise ConfigError(source, "project.target", f"{c.target!r} is not a target id",
+                              "a target id from the catalog: tango targets list")
+        self._validate_target(source)
+        for key, hint in (("dataset", "the dataset folder, relative to the project, or null"),
+                          ("model", "a registered model name such as yolov7-tiny, or null"),
+                          ("weights", "a weights file for transfer learning, or null")):
+            value = getattr(c, key)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise ConfigError(source, f"project.{key}", f"{value!r} must be a non-empty string or null", hint)
         if not isinstance(c.classes, list) or not all(isinstance(x, str) and x for x in c.classes):
             raise ConfigError(source, "project.classes", "must be a list of non-empty class names")
         if len(set(c.classes)) != len(c.classes):
             dup = sorted({x for x in c.classes if c.classes.count(x) > 1})
             raise ConfigError(source, "project.classes", f"duplicate class names {dup}")
-        if not isinstance(c.hyp, dict):
-            raise ConfigError(source, "project.hyp", "must be a mapping of hyper-parameter -> value")
+        _check_mapping(source, "project.hyp", c.hyp, "hyper-parameter -> value")
+        if not _is_timestamp(c.created):
+            raise ConfigError(source, "project.created", f"{c.created!r} is not an ISO timestamp",
+                              "e.g. '2026-11-25T18:40:00+00:00'")
         for stage, st in self.stages.items():
-            if st.status not in STATUSES:
-                raise ConfigError(source, f"stages.{stage}.status", f"{st.status!r} is not a status",
+            where = f"stages.{stage}"
+            if not isinstance(st.status, str) or st.status not in STATUSES:
+                raise ConfigError(source, f"{where}.status", f"{st.status!r} is not a status",
                                   f"use one of {list(STATUSES)}")
+            for key in ("started", "finished"):
+                value = getattr(st, key)
+                if value is not None and not _is_timestamp(value):
+                    raise ConfigError(source, f"{where}.{key}", f"{value!r} is not an ISO timestamp or null",
+                                      "e.g. '2026-11-25T18:40:00+00:00'")
+            if st.last_error is not None and not isinstance(st.last_error, str):
+                raise ConfigError(source, f"{where}.last_error", f"{st.last_error!r} must be a message (a string) or null")
+            if st.pid is not None and (isinstance(st.pid, bool) or not isinstance(st.pid, int) or st.pid <= 0):
+                raise ConfigError(source, f"{where}.pid", f"{st.pid!r} must be a process id (a positive integer) or null")
+            _check_mapping(source, f"{where}.info", st.info, "name -> value")
+
+    def _validate_target(self, source: str) -> None:
+        """The target must be in the catalog (built-in, TANGO_TARGETS_PATH, ~/.config/tango/targets
+        or register_target in this process); the error suggests close ids."""
+        from .errors import UnknownNameError
+        from .targets import get_target
+
+        try:
+            get_target(self.config.target)
+        except UnknownNameError as exc:
+            raise ConfigError(source, "project.target", exc.message,
+                              "see `tango targets list`; add your own target with register_target() or a file "
+                              "in TANGO_TARGETS_PATH, as docs/targets.md says") from None
 
     def to_dict(self) -> dict[str, Any]:
         return {

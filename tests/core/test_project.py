@@ -10,7 +10,8 @@ import yaml
 from tango_core._io import atomic_write_text
 from tango_core.errors import ConfigError, TangoError
 from tango_core.events import STAGE_STATUS, Recorder
-from tango_core.project import CONFIG_NAME, STAGES, Project
+from tango_core import targets as T
+from tango_core.project import CONFIG_NAME, STAGES, Project, ProjectConfig, StageStatus
 
 
 def test_create_and_reopen_restores_everything(tmp_path):
@@ -49,6 +50,29 @@ def test_create_twice_refuses_but_exist_ok_reopens(tmp_path):
     (lambda d: d["stages"]["training"].update(status="halfway"), "stages.training.status"),
     (lambda d: d["stages"].update(painting={}), "stages.painting"),
     (lambda d: d.update(version=99), "version"),
+    (lambda d: d.update(version=True), "version"),
+    # the audit's hand edits: each opened without an error, or with a raw TypeError
+    (lambda d: d["stages"]["data"].update(info=[1]), "stages.data.info"),
+    (lambda d: d["stages"]["data"].update(started=5), "stages.data.started"),
+    (lambda d: d["stages"]["training"].update(pid="abc"), "stages.training.pid"),
+    (lambda d: d["stages"]["training"].update(status="running", pid="abc"), "stages.training.pid"),
+    (lambda d: d["project"].update(dataset=[1]), "project.dataset"),
+    (lambda d: d["project"].update(model=3), "project.model"),
+    (lambda d: d["project"].update(target="no-such-target"), "project.target"),
+    # and the other fields
+    (lambda d: d["project"].update(name=3), "project.name"),
+    (lambda d: d["project"].update(weights={"a": 1}), "project.weights"),
+    (lambda d: d["project"].update(model=""), "project.model"),
+    (lambda d: d["project"].update(hyp=[1]), "project.hyp"),
+    (lambda d: d["project"].update(hyp={1: 0.5}), "project.hyp.1"),
+    (lambda d: d["project"].update(classes="cat"), "project.classes"),
+    (lambda d: d["project"].update(created="last tuesday"), "project.created"),
+    (lambda d: d["project"].update(target=["jetson-nano"]), "project.target"),
+    (lambda d: d["stages"]["export"].update(finished="soon"), "stages.export.finished"),
+    (lambda d: d["stages"]["export"].update(last_error=["boom"]), "stages.export.last_error"),
+    (lambda d: d["stages"]["training"].update(pid=True), "stages.training.pid"),
+    (lambda d: d["stages"]["training"].update(pid=-3), "stages.training.pid"),
+    (lambda d: d["stages"]["data"].update(status=["ready"]), "stages.data.status"),
 ])
 def test_hand_edited_config_errors_name_the_field(tmp_path, edit, field):
     p = Project.create(tmp_path / "p")
@@ -166,3 +190,86 @@ def test_trained_weights_come_from_the_completed_training_stage(tmp_path):
     assert p.trained_weights() == tmp_path / "p" / "runs/train/1/weights/best.pt"
     p.mark("training", "running")
     assert p.trained_weights() is None
+
+
+@pytest.mark.parametrize("section, field_name", [("project", f) for f in ProjectConfig.__dataclass_fields__]
+                         + [("stage", f) for f in StageStatus.__dataclass_fields__])
+@pytest.mark.parametrize("bad", [[1], 3.5])
+def test_every_config_field_is_type_checked(tmp_path, section, field_name, bad):
+    """Whatever the field, a value of the wrong type gives a ConfigError naming it (never a raw
+    TypeError, never a project that opens)."""
+    p = Project.create(tmp_path / "p")
+    data = yaml.safe_load(p.config_path.read_text())
+    where = data["project"] if section == "project" else data["stages"]["training"]
+    where[field_name] = bad
+    p.config_path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError) as err:
+        Project.open(tmp_path / "p")
+    assert err.value.field == (f"project.{field_name}" if section == "project" else f"stages.training.{field_name}")
+
+
+def test_unknown_target_suggests_close_catalog_ids(tmp_path):
+    p = Project.create(tmp_path / "p")
+    data = yaml.safe_load(p.config_path.read_text())
+    data["project"]["target"] = "jetson-nan"
+    p.config_path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError) as err:
+        Project.open(tmp_path / "p")
+    assert err.value.field == "project.target"
+    assert "Did you mean 'jetson-nano'" in str(err.value) and "register_target" in str(err.value)
+
+
+def test_create_and_set_refuse_an_unknown_target(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        Project.create(tmp_path / "p", target="galaxy-s24")
+    assert err.value.field == "project.target" and "galaxy-s23" in str(err.value)
+    assert not (tmp_path / "p" / CONFIG_NAME).exists()
+    p = Project.create(tmp_path / "q", target="jetson-nano")
+    with pytest.raises(ConfigError, match="project.target"):
+        p.set(target="jetson-nan")
+    assert p.config.target == "jetson-nano" and Project.open(tmp_path / "q").config.target == "jetson-nano"
+
+
+def _my_target(tid):
+    data = T.get_target("odroid-n2").to_dict()
+    data.update(id=tid, name="My board")
+    return data
+
+
+def test_custom_targets_still_validate(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
+    monkeypatch.delenv("TANGO_TARGETS_PATH", raising=False)
+    T.reload_catalog()
+    try:
+        T.register_target(_my_target("my-registered-board"))
+        p = Project.create(tmp_path / "a", target="my-registered-board")
+        assert Project.open(tmp_path / "a").config.target == "my-registered-board"
+
+        folder = tmp_path / "mine"
+        folder.mkdir()
+        (folder / "my-file-board.yaml").write_text(yaml.safe_dump(_my_target("my-file-board")))
+        monkeypatch.setenv("TANGO_TARGETS_PATH", str(folder))
+        T.reload_catalog()
+        Project.create(tmp_path / "b", target="my-file-board")
+        assert Project.open(tmp_path / "b").target().name == "My board"
+
+        # a process that no longer knows the target refuses it, naming the field
+        monkeypatch.delenv("TANGO_TARGETS_PATH")
+        T.reload_catalog()
+        with pytest.raises(ConfigError) as err:
+            Project.open(tmp_path / "b")
+        assert err.value.field == "project.target" and "TANGO_TARGETS_PATH" in str(err.value)
+        assert p.config.target == "my-registered-board"
+    finally:
+        T.reload_catalog()
+
+
+def test_unquoted_yaml_timestamps_are_read_as_the_strings_tango_writes(tmp_path):
+    p = Project.create(tmp_path / "p")
+    text = p.config_path.read_text().replace(f"created: '{p.config.created}'", "created: 2026-11-25T18:40:00+00:00")
+    assert "created: 2026-11-25T18:40:00+00:00" in text
+    p.config_path.write_text(text)
+    again = Project.open(tmp_path / "p")
+    assert again.config.created == "2026-11-25T18:40:00+00:00"
+    again.mark("data", "completed")
+    assert yaml.safe_load(p.config_path.read_text())["project"]["created"] == "2026-11-25T18:40:00+00:00"
