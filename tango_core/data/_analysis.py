@@ -25,6 +25,9 @@ from ._shapes import SPLITS, Box, ImageRecord, Polygon, Shape, finite
 KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "missing_image": ("a record whose image file is gone (labels without an image)", ("drop", "keep")),
     "orphan_label": ("label data found at import whose image was not found", ("drop", "keep")),
+    "unlisted_image": ("an image found at import that the label files do not list (imported without labels)",
+                       ("fix", "drop", "keep")),
+    "unsupported_file": ("a file found at import that the format does not read (not imported)", ("drop", "keep")),
     "bad_label": ("a label line or field that could not be read at import", ("drop", "keep")),
     "corrupt": ("an image that does not decode (corrupt or truncated)", ("drop", "keep")),
     "size_mismatch": ("the recorded width / height differ from the image file", ("fix", "drop", "keep")),
@@ -121,7 +124,11 @@ def analyse(ds: Dataset | str | os.PathLike) -> Report:
                                         f"{rec.width} x {rec.height} image", rec.id, shape.id))
     for entry in ds.problems:
         kind = entry.get("kind") if entry.get("kind") in KINDS else "bad_label"
-        problems.append(Problem(kind, str(entry.get("file", "?")), str(entry.get("message", "")), entry=entry))
+        record = entry.get("record") if isinstance(entry.get("record"), str) else None
+        if record is not None and record not in ds:
+            continue  # about an image that was removed since: nothing left to decide
+        problems.append(Problem(kind, str(entry.get("file", "?")), str(entry.get("message", "")), record,
+                                entry=entry))
     return Report(str(ds.root), problems, _stats(ds))
 
 
@@ -239,9 +246,11 @@ class Report:
         """Fix, drop or keep the problems of each kind; returns what was done per kind.
 
         drop: a record-level problem removes the image (and its file); a shape-level problem
-        removes the shape (for a label, clears it); an import problem is forgotten.
+        removes the shape (for a label, clears it); an import problem is forgotten (with its
+        image, for ``unlisted_image``).
         fix: ``size_mismatch`` takes the file's size, ``outside`` clips to the image,
-        ``degenerate`` puts box corners in order; a shape still without area is removed.
+        ``degenerate`` puts box corners in order; a shape still without area is removed;
+        ``unlisted_image`` takes the image in as it is (the problem is forgotten).
         """
         decided = self._decisions(fix, drop, keep)
         done: dict[str, dict[str, Any]] = {}
@@ -253,9 +262,14 @@ class Report:
             out["problems"] += 1
             if action == "keep":
                 continue
-            if p.entry is not None:
+            if p.entry is not None:  # an import problem: forgotten, and for drop its image goes too
                 if p.entry in ds.problems:
                     ds.problems.remove(p.entry)
+                if action == "drop" and p.record in ds:
+                    ds.remove_image(p.record)
+                    out["removed_images"] += 1
+                elif action == "fix":
+                    out["fixed"] += 1  # unlisted_image: the image is taken in as it is
                 continue
             if p.record not in ds:
                 continue  # removed already by another decision

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ._dataset import Dataset
 from ._images import safe_relpath
 from .formats import FORMATS, Issues, build
@@ -69,7 +69,8 @@ def _single_root(folder: Path) -> Path:
     return entries[0] if len(entries) == 1 and entries[0].is_dir() else folder
 
 
-def _write_uploads(files: Iterable[UploadedFile], folder: Path) -> Path:
+def _write_uploads(files: Iterable[UploadedFile], folder: Path) -> tuple[Path, str]:
+    """The uploads written to a folder: (the dataset root, how to show the folder's paths to the user)."""
     files = list(files)
     for i, f in enumerate(files):
         if not isinstance(f, dict) or "name" not in f or "content" not in f:
@@ -77,7 +78,7 @@ def _write_uploads(files: Iterable[UploadedFile], folder: Path) -> Path:
     if len(files) == 1 and str(files[0]["name"]).lower().endswith(".zip"):
         archive = folder / "upload.zip"
         archive.write_bytes(bytes(files[0]["content"]))
-        return _single_root(safe_extract(archive, folder / "unzipped"))
+        return _single_root(safe_extract(archive, folder / "unzipped")), f"{files[0]['name']}/"
     root = folder / "uploaded"
     for f in files:
         rel = safe_relpath(str(f["name"]))
@@ -85,7 +86,20 @@ def _write_uploads(files: Iterable[UploadedFile], folder: Path) -> Path:
             raise DataError(str(f["name"]), "uploaded file name leaves the upload folder", "rename the file")
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes(bytes(f["content"]))
-    return root
+    return root, ""
+
+
+def _shown_as(tmp: Path, shown: str):
+    """Paths in the temporary unpacking folder as the user knows them (``data.zip/labels/a.txt``, the
+    uploaded name): problems and errors must name a file the user has, not one that is gone."""
+    prefixes = [f"{tmp / sub}/" for sub in ("unzipped", "uploaded")]
+
+    def show(text: str) -> str:
+        for prefix in prefixes:
+            text = text.replace(prefix, shown)
+        return text
+
+    return show
 
 
 def import_dataset(src: str | os.PathLike | list[UploadedFile] | tuple, dest: str | os.PathLike,
@@ -98,17 +112,26 @@ def import_dataset(src: str | os.PathLike | list[UploadedFile] | tuple, dest: st
     """
     issues = Issues(errors)
     with tempfile.TemporaryDirectory(prefix="tango-import-") as tmp:
+        shown = ""
         if isinstance(src, (list, tuple)):
-            root = _write_uploads(src, Path(tmp))
+            root, shown = _write_uploads(src, Path(tmp))
         else:
             root = Path(src)
             if not root.exists():
                 raise DataError(root, "not found", "give a dataset folder, a .zip, or uploaded files")
             if root.is_file() and root.suffix.lower() == ".zip":
-                root = _single_root(safe_extract(root, Path(tmp) / "unzipped"))
+                root, shown = _single_root(safe_extract(root, Path(tmp) / "unzipped")), f"{root}/"
+        show = _shown_as(Path(tmp), shown)
         name = detect_format(root) if format == "auto" else format
         fmt = FORMATS.get(name)
-        parsed = fmt.read(root, issues, task=task)
+        try:
+            parsed = fmt.read(root, issues, task=task)
+        except DataError as exc:
+            raise DataError(show(exc.path), show(exc.problem), exc.hint) from None
+        except ConfigError as exc:
+            raise ConfigError(show(exc.source), exc.field, show(exc.problem), exc.hint) from None
+        for entry in parsed.problems:
+            entry.update({k: show(entry[k]) for k in ("file", "message") if isinstance(entry.get(k), str)})
         return build(parsed, Path(dest), task=task)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -118,6 +119,48 @@ def test_import_problems_are_reported_and_can_be_dropped(tmp_path):
     assert "a.txt" in report.by_kind("bad_label")[0].file and "line 2" in report.by_kind("bad_label")[0].message
     report.apply(ds, drop=["bad_label"], keep=["orphan_label"])
     assert analyse(ds.root).kinds() == {"orphan_label": 1}
+
+
+def _with_leftovers(tmp_path, name):
+    src = tmp_path / f"{name}-src"
+    (src / "images").mkdir(parents=True)
+    for i in range(3):
+        (src / "images" / f"{i}.png").write_bytes(png_bytes(seed=i))
+    (src / "images" / "IMG_7.heic").write_bytes(b"ftypheic")
+    (src / "ann.json").write_text(json.dumps({"images": [{"id": 1, "file_name": "0.png"}],
+                                              "categories": [{"id": 1, "name": "a"}], "annotations": []}))
+    return import_dataset(src, tmp_path / name)
+
+
+def test_leftover_files_are_problems_you_decide_on(tmp_path):
+    ds = _with_leftovers(tmp_path, "ds")
+    report = analyse(ds)
+    assert report.kinds() == {"unlisted_image": 2, "unsupported_file": 1, "unlabelled": 3}
+    assert [(p.file, p.record) for p in report.by_kind("unlisted_image")] == [("images/1.png", "1"),
+                                                                              ("images/2.png", "2")]
+    assert report.by_kind("unsupported_file")[0].file.endswith("images/IMG_7.heic")
+    text = report.summary()
+    assert "unlisted_image (2): an image found at import that the label files do not list" in text
+    assert "you can fix / drop / keep" in text and "IMG_7.heic: .heic images are not read by tango" in text
+    with pytest.raises(ConfigError, match="field 'unsupported_file': no decision for 1 problems"):
+        report.apply(ds, fix=["unlisted_image"], keep=["unlabelled"])
+    with pytest.raises(ConfigError, match="field 'unsupported_file': cannot be fixed"):
+        report.apply(ds, fix=["unsupported_file"], keep="*")
+
+    done = report.apply(ds, fix=["unlisted_image"], drop=["unsupported_file"], keep=["unlabelled"])
+    assert done["unlisted_image"] == {"action": "fix", "problems": 2, "fixed": 2, "removed_images": 0,
+                                      "removed_shapes": 0}
+    assert len(ds) == 3 and analyse(ds.root).kinds() == {"unlabelled": 3}  # taken in: plain unlabelled images
+
+    dropped = _with_leftovers(tmp_path, "dropped")
+    done = analyse(dropped).apply(dropped, drop=["unlisted_image"], keep="*")
+    assert done["unlisted_image"]["removed_images"] == 2 and [r.id for r in dropped] == ["0"]
+    assert not (dropped.root / "images" / "1.png").exists()
+    assert analyse(dropped.root).kinds() == {"unsupported_file": 1, "unlabelled": 1}  # kept: still reported
+
+    removed = _with_leftovers(tmp_path, "removed")
+    removed.remove_image("1")  # removing the image by hand settles its problem too
+    assert analyse(removed).kinds()["unlisted_image"] == 1 and len(removed.problems) == 2
 
 
 def test_classification_label_problems(tmp_path):

@@ -17,7 +17,15 @@ from typing import Any
 
 from ...errors import DataError
 from .._dataset import IMAGES_DIR, Dataset
-from .._images import IMAGE_SUFFIXES, clean_name, header_size, is_image_name, name_key, safe_relpath
+from .._images import (
+    IMAGE_SUFFIXES,
+    UNREAD_IMAGE_SUFFIXES,
+    clean_name,
+    header_size,
+    is_image_name,
+    name_key,
+    safe_relpath,
+)
 from .._shapes import Box, ImageRecord, Polygon
 
 
@@ -34,6 +42,7 @@ class Item:
     meta: dict[str, Any] = field(default_factory=dict)
     normalized: bool = False  # shapes are in 0..1 image units (YOLO)
     original: str | None = None  # its name before an earlier import (a store's record.original_name)
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (kind, message) about this image
 
 
 @dataclass
@@ -65,6 +74,29 @@ class Issues:
 
     def orphan(self, path: str | os.PathLike, problem: str) -> None:
         self.problems.append({"kind": "orphan_label", "file": str(path), "message": problem})
+
+    def unsupported(self, paths: list[Path], fmt: str, images: str | None = None) -> None:
+        """Files the reader does not read (``.heic``, stray ``.txt``...): ``unsupported_file`` problems.
+
+        One problem per folder and suffix, so a folder of 3,000 masks is one line, not 3,000.
+        ``images`` says why image files are not read, for formats that read them from one place.
+        """
+        groups: dict[tuple[Path, str], list[Path]] = {}
+        for p in paths:
+            groups.setdefault((p.parent, p.suffix.lower()), []).append(p)
+        for (folder, suffix), files in groups.items():
+            if suffix in UNREAD_IMAGE_SUFFIXES:
+                why = f"{suffix} images are not read by tango; not imported (convert them to PNG or JPEG)"
+            elif images and is_image_name(files[0]):
+                why = f"{images}; not imported"
+            else:
+                why = f"not an image or a file the {fmt} format reads; not imported (drop this if nothing is missing)"
+            if len(files) == 1:
+                self.problems.append({"kind": "unsupported_file", "file": str(files[0]), "message": why})
+                continue
+            shown = ", ".join(f.name for f in files[:3]) + (", ..." if len(files) > 3 else "")
+            self.problems.append({"kind": "unsupported_file", "file": str(folder / f"*{suffix}"),
+                                  "message": f"{len(files)} files ({shown}): {why}"})
 
 
 class Format(abc.ABC):
@@ -106,15 +138,70 @@ def inside(root: Path, rel: str, issues: Issues, where: str | os.PathLike) -> Pa
     return None
 
 
-def list_images(folder: Path) -> list[Path]:
-    """Image files under ``folder``, sorted, skipping hidden files and folders."""
+#: what file managers leave in folders: never data, so never reported
+_OS_FILES = ("thumbs.db", "desktop.ini")
+#: split folder names in the layouts formats use (``images/train``, ``val2017``, ``valid``)
+SPLIT_DIRS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+
+
+def walk_files(folder: Path) -> list[Path]:
+    """Every file under ``folder``, sorted, without hidden files and folders (``.DS_Store``,
+    ``.git/``), ``__MACOSX/`` and the ``Thumbs.db`` / ``desktop.ini`` of file managers."""
     if not folder.is_dir():
         return []
     out = []
     for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        out += [Path(dirpath, f) for f in sorted(filenames) if is_image_name(f) and not f.startswith(".")]
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__MACOSX")
+        out += [Path(dirpath, f) for f in sorted(filenames) if not f.startswith(".") and f.lower() not in _OS_FILES]
     return out
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files under ``folder``, sorted, skipping hidden files and folders."""
+    return [p for p in walk_files(folder) if is_image_name(p)]
+
+
+def unread_files(root: Path, seen: set[Path], issues: Issues, fmt: str, images: str | None = None) -> list[Path]:
+    """What a reader left unread under ``root``, so that nothing is skipped silently.
+
+    ``seen`` holds every file the reader read or reported.  Other files become ``unsupported_file``
+    problems; other images are returned for the reader to import as ``unlisted_image`` (or, given
+    ``images``, the reason they are not read, reported as unsupported too).  A file that links
+    out of ``root`` is refused, as everywhere.
+    """
+    seen = {p.resolve() for p in seen}
+    inside_root, other, left = root.resolve(), [], []
+    for p in walk_files(root):
+        target = p.resolve()
+        if target in seen:
+            continue
+        if not target.is_relative_to(inside_root):
+            issues.bad(p, "links outside the dataset folder", "remove the link, or copy the file in")
+        elif is_image_name(p) and images is None:
+            left.append(p)
+        else:
+            other.append(p)
+    issues.unsupported(other, fmt, images)
+    return left
+
+
+def unlisted(root: Path, images: list[Path], why: str) -> list[Item]:
+    """Items for images found under ``root`` that the label files do not list (``why`` says so).
+
+    They are imported without labels and each is an ``unlisted_image`` problem, so the user
+    decides; the name drops a leading ``images/`` and split folder, whose split the image takes.
+    """
+    items = []
+    for p in images:
+        parts = list(p.relative_to(root).parts)
+        if len(parts) > 1 and parts[0] == "images":
+            parts = parts[1:]
+        split = SPLIT_DIRS.get(parts[0].lower().rstrip("0123456789")) if len(parts) > 1 else None
+        rel = "/".join(parts[1:] if split else parts)
+        message = (f"{p.relative_to(root).as_posix()} {why}; imported without labels "
+                   "(fix: take it in as it is, or drop it)")
+        items.append(Item(source=p, name=rel, split=split, problems=[("unlisted_image", message)]))
+    return items
 
 
 def find_image(folder: Path, stem: str) -> Path | None:
@@ -145,6 +232,8 @@ def build(parsed: Parsed, dest: Path, task: str | None = None) -> Dataset:
         rec = ds.add_image(data, name=item.name, split=item.split, check=False, size=size or (0, 0),
                            durable=False, original=item.original)
         rec.label, rec.meta = item.label, dict(item.meta)
+        for kind, message in item.problems:  # about this image: the user decides on it in analyse()
+            ds.problems.append({"kind": kind, "file": rec.file, "message": message, "record": rec.id})
         if item.normalized and size is None and (item.boxes or item.polygons):
             ds.problems.append({"kind": "corrupt", "file": rec.file,
                                 "message": f"unreadable image: its {len(item.boxes) + len(item.polygons)} "

@@ -18,7 +18,19 @@ from .._dataset import Dataset
 from .._images import safe_relpath
 from .._masks import mask_to_polygons, rle_decode
 from .._shapes import SPLITS, Box, Polygon
-from ._base import Format, Issues, Item, Parsed, check_class, copy_image, export_names, prepare_dst, split_of
+from ._base import (
+    Format,
+    Issues,
+    Item,
+    Parsed,
+    check_class,
+    copy_image,
+    export_names,
+    prepare_dst,
+    split_of,
+    unlisted,
+    unread_files,
+)
 
 
 def _is_num(v: Any) -> bool:
@@ -65,12 +77,15 @@ class Coco(Format):
         classes: list[str] = []
         cat_ids: list[int] = []
         items: list[Item] = []
+        seen = set(files)
         for f, data in loaded:
-            items += self._read_file(f, data, root, task, classes, cat_ids, issues)
+            items += self._read_file(f, data, root, task, classes, cat_ids, issues, seen)
+        why = "is not listed in " + ", ".join(f.relative_to(root).as_posix() for f in files)
+        items += unlisted(root, unread_files(root, seen, issues, self.name), why)
         return Parsed(task, classes, items, issues.problems, {"coco_category_ids": cat_ids})
 
     def _read_file(self, f: Path, data: dict, root: Path, task: str, classes: list[str],
-                   cat_ids: list[int], issues: Issues) -> list[Item]:
+                   cat_ids: list[int], issues: Issues, seen: set[Path]) -> list[Item]:
         cat_map: dict[Any, int] = {}
         cats = [c for c in data.get("categories", []) if isinstance(c, dict)]
         for i, c in enumerate(data.get("categories", [])):
@@ -102,6 +117,8 @@ class Coco(Format):
                            "file names must be relative")
                 continue
             path = next((b / clean for b in dict.fromkeys(bases) if (b / clean).is_file()), None)
+            if path is not None:
+                seen.add(path)
             if path is not None and not path.resolve().is_relative_to(root.resolve()):
                 issues.bad(f, f"field 'images[{i}].file_name': {fn!r} links outside the dataset folder")
                 continue

@@ -28,6 +28,8 @@ from ._base import (
     prepare_dst,
     rel_name,
     split_groups,
+    unlisted,
+    unread_files,
 )
 
 _SPLIT_DIRS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
@@ -54,20 +56,27 @@ class ImageFolder(Format):
         split_layout = bool(tops) and all(d.name.lower() in _SPLIT_DIRS for d in tops)
         roots = [(d, _SPLIT_DIRS[d.name.lower()]) for d in tops] if split_layout else [(src, None)]
         names: list[str] = []
+        seen: set[Path] = set()
         if (src / "classes.txt").is_file():
             names = [n.strip() for n in (src / "classes.txt").read_text().splitlines() if n.strip()]
+            seen.add(src / "classes.txt")
         for root, _ in roots:
             names += [d.name for d in _subdirs(root) if d.name not in names]
+        loose = [(src, None)] if split_layout else []  # images beside the split folders: no split, no label
         items = []
-        for root, split in roots:
+        for root, split in loose + roots:
             for image in sorted(p for p in root.iterdir() if p.is_file() and is_image_name(p)):
+                seen.add(image)
                 if inside(src, image.relative_to(src).as_posix(), issues, image):
                     items.append(Item(source=image, name=image.name, split=split))
+        for root, split in roots:
             for class_dir in _subdirs(root):
                 for image in list_images(class_dir):
+                    seen.add(image)
                     if inside(src, image.relative_to(src).as_posix(), issues, image):
                         items.append(Item(source=image, name=image.relative_to(class_dir).as_posix(),
                                           split=split, label=names.index(class_dir.name)))
+        items += unlisted(src, unread_files(src, seen, issues, self.name), "is in no class folder")
         return Parsed("classification", names, items, issues.problems)
 
     def write(self, ds: Dataset, dst: Path) -> Path:
@@ -100,8 +109,10 @@ class Images(Format):
         return bool(list_images(src))
 
     def read(self, src: Path, issues: Issues, task: str | None = None) -> Parsed:
-        items = [Item(source=p, name=p.relative_to(src).as_posix()) for p in list_images(src)
+        images = list_images(src)
+        items = [Item(source=p, name=p.relative_to(src).as_posix()) for p in images
                  if inside(src, p.relative_to(src).as_posix(), issues, p)]
+        unread_files(src, set(images), issues, self.name)  # every image is read: what is left is not an image
         if not items:
             raise DataError(src, "no images found", "images need a .png, .jpg, .bmp, .gif, .tif or .webp suffix")
         return Parsed(task or "classification", [], items, issues.problems)
@@ -118,18 +129,26 @@ class Tango(Format):
 
     def read(self, src: Path, issues: Issues, task: str | None = None) -> Parsed:
         ds = Dataset.load(src)
-        items = []
+        # problems about one image follow it (its id may change in the new store), the others stay
+        about: dict[str, list[tuple[str, str]]] = {}
+        for p in ds.problems:
+            if isinstance(p.get("record"), str) and p["record"] in ds:
+                about.setdefault(p["record"], []).append((str(p.get("kind")), str(p.get("message", ""))))
+        items, seen = [], {ds.store_path}
         for rec in ds.records:
             path = inside(src, rec.file, issues, ds.store_path)
             if path is None:
                 continue
+            seen.add(path)
             if not path.is_file():
                 issues.orphan(ds.store_path, f"image {rec.file!r} not found; its labels were not imported")
                 continue
             items.append(Item(source=path, name=rel_name(rec), split=rec.split, label=rec.label, meta=dict(rec.meta),
                               original=rec.original_name, boxes=[Box(**vars(b)) for b in rec.boxes],
-                              polygons=[Polygon(**vars(p)) for p in rec.polygons]))
-        return Parsed(task or ds.task, list(ds.classes), items, ds.problems + issues.problems, dict(ds.meta))
+                              polygons=[Polygon(**vars(p)) for p in rec.polygons], problems=about.get(rec.id, [])))
+        items += unlisted(src, unread_files(src, seen, issues, self.name), f"is not in {STORE_NAME}")
+        kept = [p for p in ds.problems if "record" not in p]
+        return Parsed(task or ds.task, list(ds.classes), items, kept + issues.problems, dict(ds.meta))
 
     def write(self, ds: Dataset, dst: Path) -> Path:
         dst = prepare_dst(dst)

@@ -27,6 +27,7 @@ from ._base import (
     list_images,
     num,
     prepare_dst,
+    unread_files,
 )
 
 _CLASS_FILES = ("labels.txt", "classes.txt", "labelmap.txt")
@@ -58,14 +59,17 @@ class Voc(Format):
             raise DataError(src, "no Annotations/ folder with VOC XML files found")
         img_dir = src / "JPEGImages" if (src / "JPEGImages").is_dir() else ann_dir
         names = None
+        seen: set[Path] = set()
         for fname in _CLASS_FILES:
             if (src / fname).is_file():
                 names = [n.strip() for n in (src / fname).read_text().splitlines() if n.strip()]
+                seen.add(src / fname)
                 break
         splits: dict[str, str] = {}
         for split in SPLITS:
             listing = src / "ImageSets" / "Main" / f"{split}.txt"
             if listing.is_file():
+                seen.add(listing)
                 for line in listing.read_text(encoding="utf-8").split("\n"):
                     if line.strip():
                         splits.setdefault(_listed_stem(line), split)
@@ -73,6 +77,7 @@ class Voc(Format):
         parsed: list[tuple[Item, list[tuple[str, Box, Path, int]]]] = []
         seen_images = set()
         for xml in sorted(ann_dir.rglob("*.xml")):
+            seen.add(xml)
             stem = xml.relative_to(ann_dir).with_suffix("").as_posix()
             result = self._parse(xml, issues)
             if result is None:
@@ -82,6 +87,8 @@ class Voc(Format):
             if image is not None and not image.is_file():
                 image = None
             image = image or find_image(img_dir / Path(stem).parent, Path(stem).name)
+            if image is not None:
+                seen.add(image)
             if image is None or not image.resolve().is_relative_to(src.resolve()):
                 issues.orphan(xml, f"image {filename or stem!r} not found; its {len(objects)} objects were not imported")
                 continue
@@ -100,11 +107,14 @@ class Voc(Format):
                 box.cls = names.index(cls_name)
                 item.boxes.append(box)
             items.append(item)
-        if img_dir != ann_dir:  # images without an XML are unlabelled images, not lost
-            for image in list_images(img_dir):
-                if image.resolve() not in seen_images:
-                    name = image.relative_to(img_dir).as_posix()
-                    items.append(Item(source=image, name=name, split=splits.get(name.rsplit(".", 1)[0])))
+        for image in list_images(img_dir):  # images without an XML are unlabelled images, not lost
+            if image.resolve() not in seen_images and inside(src, image.relative_to(src).as_posix(), issues, image):
+                name = image.relative_to(img_dir).as_posix()
+                items.append(Item(source=image, name=name, split=splits.get(name.rsplit(".", 1)[0])))
+            seen.add(image)
+        # VOC keeps its photos in JPEGImages/: other images (SegmentationClass/ masks...) are not photos to import
+        why = f"an image outside {img_dir.relative_to(src).as_posix()}/, where VOC keeps its photos"
+        unread_files(src, seen, issues, self.name, images=why + " (segmentation masks are not read)")
         return Parsed(task or "detection", names, items, issues.problems)
 
     def _parse(self, xml: Path, issues: Issues):

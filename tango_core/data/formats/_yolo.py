@@ -27,6 +27,8 @@ from ._base import (
     list_images,
     prepare_dst,
     split_groups,
+    unlisted,
+    unread_files,
 )
 
 _SPLIT_DIRS = ("train", "val", "valid", "validation", "test")
@@ -60,6 +62,7 @@ class Yolo(Format):
     def read(self, src: Path, issues: Issues, task: str | None = None) -> Parsed:
         yaml_path = self._yaml(src)
         names: list[str] | None = None
+        seen: set[Path] = {yaml_path} if yaml_path else set()
         if yaml_path:
             cfg = read_yaml(yaml_path)
             if not isinstance(cfg, dict):
@@ -79,13 +82,14 @@ class Yolo(Format):
             for list_name in ("classes.txt", "obj.names"):
                 if (src / list_name).is_file():
                     names = [n.strip() for n in (src / list_name).read_text().splitlines() if n.strip()]
+                    seen.add(src / list_name)
             entries = {s: f"images/{s}" for s in SPLITS if (src / "images" / s).is_dir()}
             entries = entries or {None: "images" if (src / "images").is_dir() else "."}
         where = yaml_path or src
 
         found: dict[Path, str | None] = {}
         for split, entry in entries.items():
-            for image in self._images(base, entry, issues, where):
+            for image in self._images(base, entry, issues, where, seen):
                 found[image] = split if image not in found else None  # listed twice: no single split
 
         items, used_labels = [], set()
@@ -100,6 +104,10 @@ class Yolo(Format):
         for txt in sorted(label_files):
             if txt.resolve() not in used_labels and txt.name not in _NOT_LABELS:
                 issues.orphan(txt, "label file without an image")
+                seen.add(txt)
+        seen |= set(found) | used_labels
+        why = f"is in no image folder or list that {yaml_path.name} names" if yaml_path else "is outside images/"
+        items += unlisted(root, unread_files(root, seen, issues, self.name), why)
 
         if names is None:
             top = max((s.cls for it in items for s in (*it.boxes, *it.polygons)), default=-1)
@@ -127,15 +135,18 @@ class Yolo(Format):
                             "make them agree")
         return names
 
-    def _images(self, base: Path, entry, issues: Issues, where: Path) -> list[Path]:
+    def _images(self, base: Path, entry, issues: Issues, where: Path, seen: set[Path]) -> list[Path]:
         out: list[Path] = []
         for e in entry if isinstance(entry, list) else [entry]:
             path = inside(base, str(e), issues, where)
             if path is None:
                 continue
             if path.is_dir():
-                out += [p for p in list_images(path) if self._safe(base, p, issues, where)]
+                images = list_images(path)
+                seen.update(images)  # those linking out are reported here
+                out += [p for p in images if self._safe(base, p, issues, where)]
             elif path.suffix == ".txt" and path.is_file():
+                seen.add(path)
                 for line in path.read_text().splitlines():
                     if line.strip():
                         p = inside(base, line.strip(), issues, path)
