@@ -33,11 +33,6 @@ def test_class_count_boundaries():
     assert recommend("classification", 1000, memory_gb=1).family == "ResNet"
 
 
-def test_segmentation_has_a_rule_of_the_same_form():
-    models = [recommend("segmentation", 3, memory_gb=m).model for m in MEMORY]
-    assert models[0] == "yolov9-t-seg" and models[-1] == "yolov9-e-seg"
-
-
 def test_cpu_only_target_gets_the_smallest_tier_and_says_so():
     rec = recommend("classification", 5, target="x86-cpu")
     assert rec.model == "resnet-cifar20" and rec.cpu_only
@@ -85,6 +80,21 @@ def test_table_is_data():
     assert len(default_rules().all_models()) == len(set(default_rules().all_models()))
 
 
+# --- segmentation: every tier, like the seed's rows ----------------------------------------------
+SEGMENTATION = ["yolov9-t-seg", "yolov9-s-seg", "yolov9-m-seg", "yolov9-m-seg", "yolov9-c-seg", "yolov9-e-seg",
+                "yolov9-e-seg"]
+
+
+@pytest.mark.parametrize("nc", [1, 3, 80, 1000])
+@pytest.mark.parametrize("tier", range(7))
+def test_each_tier_of_the_segmentation_row(nc, tier):
+    rec = recommend("segmentation", nc, memory_gb=MEMORY[tier])
+    assert rec.model == SEGMENTATION[tier] and rec.family == "YOLOv9-seg"
+    assert rec.tier == tier and rec.tier_label == ["<=2G", "<=4G", "<=6G", "<=8G", "<=10G", "<=12G", ">12G"][tier]
+    assert f"{MEMORY[tier]:g} GB" in rec.reason and rec.tier_label in rec.reason
+    assert rec.model not in rec.alternatives and set(rec.alternatives) == set(SEGMENTATION) - {rec.model}
+
+
 # --- accelerators without memory of their own: the cap columns ------------------------------------
 #: the largest model of each row for an Edge TPU / NPU and for a mobile GPU (written out by hand)
 CAPS = {
@@ -94,8 +104,7 @@ CAPS = {
     ("classification", 11): {"edge": "resnet18", "mobile": "resnet18"},
     ("segmentation", 3): {"edge": "yolov9-t-seg", "mobile": "yolov9-s-seg"},
 }
-ROWS = {**SEED, ("segmentation", 3): ["yolov9-t-seg", "yolov9-s-seg", "yolov9-m-seg", "yolov9-m-seg",
-                                       "yolov9-c-seg", "yolov9-e-seg", "yolov9-e-seg"]}
+ROWS = {**SEED, ("segmentation", 3): SEGMENTATION}
 CAPPED = {"edge-tpu": ("edge", "SRAM"), "rknn-npu": ("edge", "NPU"), "adreno-gpu": ("mobile", "phone"),
           "mali-gpu": ("mobile", "Mali")}
 #: what "tiny / small" means in every row: the sizes a phone, an NPU or an Edge TPU runs
