@@ -313,12 +313,13 @@ def _fix_shape(rec: ImageRecord, shape_id: str, clip: bool) -> bool:
                 if clip:
                     x1, x2 = max(x1, 0.0), min(x2, float(rec.width))
                     y1, y2 = max(y1, 0.0), min(y2, float(rec.height))
-                new: Shape = Box(s.cls, x1, y1, x2, y2, id=s.id, score=s.score)
+                new: Shape = Box(s.cls, x1, y1, x2, y2, id=s.id, score=s.score, iscrowd=s.iscrowd)
             else:
                 pts = [p for j, p in enumerate(s.points) if p != s.points[j - 1]] or s.points[:1]
                 if clip:
                     pts = _clip_polygon(pts, rec.width, rec.height)
-                new = Polygon(s.cls, pts, id=s.id, score=s.score)
+                new = Polygon(s.cls, pts, id=s.id, score=s.score, iscrowd=s.iscrowd,
+                              rle=s.rle)  # a COCO export sees the change and writes the polygon
             if _degenerate(new):
                 del shapes[i]
                 return False

@@ -18,7 +18,10 @@ from ._images import safe_relpath
 
 @dataclass
 class Box:
-    """An axis-aligned box ``(x1, y1) - (x2, y2)``; ``score`` is None for human labels."""
+    """An axis-aligned box ``(x1, y1) - (x2, y2)``; ``score`` is None for human labels.
+
+    ``iscrowd`` marks one label over a crowd of objects (COCO's ``iscrowd: 1``).
+    """
 
     cls: int
     x1: float
@@ -27,12 +30,14 @@ class Box:
     y2: float
     id: str | None = None
     score: float | None = None
+    iscrowd: bool = False
 
     def __post_init__(self) -> None:
         self.cls = int(self.cls)
         self.x1, self.y1, self.x2, self.y2 = (float(v) for v in (self.x1, self.y1, self.x2, self.y2))
         if self.score is not None:
             self.score = float(self.score)
+        self.iscrowd = bool(self.iscrowd)
 
     @property
     def xyxy(self) -> tuple[float, float, float, float]:
@@ -54,23 +59,33 @@ class Box:
         out: dict[str, Any] = {"id": self.id, "cls": self.cls, "bbox": [self.x1, self.y1, self.x2, self.y2]}
         if self.score is not None:
             out["score"] = self.score
+        if self.iscrowd:
+            out["iscrowd"] = True
         return out
 
 
 @dataclass
 class Polygon:
-    """A closed polygon (the last point joins the first); ``score`` is None for human labels."""
+    """A closed polygon (the last point joins the first); ``score`` is None for human labels.
+
+    ``iscrowd`` as for :class:`Box`.  ``rle`` is the COCO mask (``{"size": [h, w], "counts": ...}``)
+    this polygon was traced from, kept so that a COCO export can write the mask back exactly (with
+    its holes) while the traced polygons are unchanged; polygons ``"<id>_1"``... hold its other parts.
+    """
 
     cls: int
     points: list[tuple[float, float]]
     id: str | None = None
     score: float | None = None
+    iscrowd: bool = False
+    rle: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.cls = int(self.cls)
         self.points = [(float(x), float(y)) for x, y in self.points]
         if self.score is not None:
             self.score = float(self.score)
+        self.iscrowd = bool(self.iscrowd)
 
     @property
     def area(self) -> float:
@@ -85,7 +100,7 @@ class Polygon:
         """The box around the polygon (same class, id and score)."""
         xs = [p[0] for p in self.points] or [0.0]
         ys = [p[1] for p in self.points] or [0.0]
-        return Box(self.cls, min(xs), min(ys), max(xs), max(ys), id=self.id, score=self.score)
+        return Box(self.cls, min(xs), min(ys), max(xs), max(ys), id=self.id, score=self.score, iscrowd=self.iscrowd)
 
     def mask(self, width: int, height: int) -> np.ndarray:
         """Rasterise to a ``(height, width)`` bool mask: the pixels whose centres the polygon covers."""
@@ -97,6 +112,10 @@ class Polygon:
         out: dict[str, Any] = {"id": self.id, "cls": self.cls, "points": [[x, y] for x, y in self.points]}
         if self.score is not None:
             out["score"] = self.score
+        if self.iscrowd:
+            out["iscrowd"] = True
+        if self.rle is not None:
+            out["rle"] = self.rle
         return out
 
 
@@ -179,6 +198,25 @@ def _score(d: dict, where: str) -> float | None:
     return None if s is None else _num(s, f"{where}.score")
 
 
+def _iscrowd(d: dict, where: str) -> bool:
+    v = d.get("iscrowd", False)
+    if not isinstance(v, bool):
+        raise _FieldError(f"{where}.iscrowd", f"expected true or false, got {v!r}")
+    return v
+
+
+def rle_problem(rle: Any) -> str | None:
+    """Why ``rle`` is not a COCO RLE object (``{"size": [h, w], "counts": str | [int, ...]}``), or None."""
+    if not isinstance(rle, dict) or set(rle) != {"size", "counts"}:
+        return "expected {\"size\": [height, width], \"counts\": ...}"
+    size, counts = rle["size"], rle["counts"]
+    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v >= 0 for v in size)):
+        return f"size: expected [height, width], got {size!r}"
+    if not (isinstance(counts, str) or isinstance(counts, list) and all(isinstance(v, int) for v in counts)):
+        return "counts: expected a compressed string or a list of run lengths"
+    return None
+
+
 def box_from_dict(d: Any, where: str) -> Box:
     if not isinstance(d, dict):
         raise _FieldError(where, "expected an object with 'cls' and 'bbox'")
@@ -187,7 +225,7 @@ def box_from_dict(d: Any, where: str) -> Box:
         raise _FieldError(f"{where}.bbox", f"expected [x1, y1, x2, y2], got {bbox!r}")
     coords = [_num(v, f"{where}.bbox[{i}]") for i, v in enumerate(bbox)]
     return Box(_int(d.get("cls"), f"{where}.cls"), *coords, id=_opt_str(d.get("id"), f"{where}.id"),
-               score=_score(d, where))
+               score=_score(d, where), iscrowd=_iscrowd(d, where))
 
 
 def polygon_from_dict(d: Any, where: str) -> Polygon:
@@ -201,8 +239,11 @@ def polygon_from_dict(d: Any, where: str) -> Polygon:
         if not isinstance(p, list) or len(p) != 2:
             raise _FieldError(f"{where}.points[{i}]", f"expected [x, y], got {p!r}")
         points.append((_num(p[0], f"{where}.points[{i}][0]"), _num(p[1], f"{where}.points[{i}][1]")))
+    rle = d.get("rle")
+    if rle is not None and rle_problem(rle):
+        raise _FieldError(f"{where}.rle", rle_problem(rle))
     return Polygon(_int(d.get("cls"), f"{where}.cls"), points, id=_opt_str(d.get("id"), f"{where}.id"),
-                   score=_score(d, where))
+                   score=_score(d, where), iscrowd=_iscrowd(d, where), rle=rle)
 
 
 SPLITS = ("train", "val", "test")

@@ -181,12 +181,15 @@ def test_hand_written_coco(tmp_path):
     a, b = ds.get("a"), ds.get("b")
     assert a.meta["coco_id"] == 42 and b.meta["coco_id"] == 7 and a.split == b.split == "val"
     assert a.polygons == [Polygon(1, [(1, 2), (4, 2), (4, 6), (1, 6)], id="100")]
-    assert b.polygons[0] == Polygon(0, [(1, 1), (3, 1), (3, 3), (1, 3)], id="101")
-    assert b.polygons[1] == Polygon(1, [(3, 2), (8, 2), (8, 6), (3, 6)], id="102")  # the hole is filled
+    crowd_rle, holed_rle = coco["annotations"][1]["segmentation"], coco["annotations"][2]["segmentation"]
+    assert b.polygons[0] == Polygon(0, [(1, 1), (3, 1), (3, 3), (1, 3)], id="101", iscrowd=True, rle=crowd_rle)
+    # the hole is filled in the polygon; the mask itself is kept beside it
+    assert b.polygons[1] == Polygon(1, [(3, 2), (8, 2), (8, 6), (3, 6)], id="102", rle=holed_rle)
     assert b.boxes == [Box(0, 0, 0, 2, 2, id="103", score=0.5)]  # no segmentation: stays a box
 
     det = import_dataset(src, tmp_path / "det", task="detection")
     assert det.get("a").boxes == [Box(1, 1, 2, 4, 6, id="100")] and det.get("a").polygons == []
+    assert [bx.iscrowd for bx in det.get("b").boxes] == [True, False, False]
 
     out = export_dataset(ds, tmp_path / "out", "coco")
     written = json.loads((out / "annotations" / "instances_val.json").read_text())
@@ -195,6 +198,81 @@ def test_hand_written_coco(tmp_path):
     assert sorted(a["id"] for a in written["annotations"]) == [100, 101, 102, 103]
     ann = next(a for a in written["annotations"] if a["id"] == 100)
     assert ann["category_id"] == 3 and ann["bbox"] == [1, 2, 3, 4] and ann["area"] == 12
+
+
+def _coco_with_masks(tmp_path):
+    src = tmp_path / "masks"
+    (src / "images").mkdir(parents=True)
+    (src / "images" / "b.png").write_bytes(png_bytes(10, 8, seed=2))
+    two_parts = np.zeros((8, 10), bool)
+    two_parts[1:3, 1:3] = two_parts[5:7, 6:9] = True
+    coco = {"images": [{"id": 7, "file_name": "b.png", "width": 10, "height": 8}],
+            "categories": [{"id": 1, "name": "people"}],
+            "annotations": [
+                {"id": 1, "image_id": 7, "category_id": 1, "bbox": [1, 1, 8, 6], "iscrowd": 1, "area": 10,
+                 "segmentation": rle_encode(two_parts, compress=False)},  # a crowd: two regions, count list
+                {"id": 2, "image_id": 7, "category_id": 1, "bbox": [3, 2, 5, 4], "iscrowd": 0, "area": 19,
+                 "segmentation": {"size": [8, 10], "counts": "j04400MM13200>"}},  # a hole at (5, 3)
+                {"id": 3, "image_id": 7, "category_id": 1, "bbox": [0, 0, 2, 2], "iscrowd": 1}]}
+    (src / "annotations").mkdir()
+    (src / "annotations" / "instances.json").write_text(json.dumps(coco))
+    return src, coco
+
+
+def _annotations(folder):
+    return {a["id"]: a for a in json.loads((folder / "annotations" / "instances.json").read_text())["annotations"]}
+
+
+def test_coco_masks_and_iscrowd_round_trip_exactly(tmp_path):
+    src, coco = _coco_with_masks(tmp_path)
+    ds = import_dataset(src, tmp_path / "ds")
+    rec = ds.get("b")
+    assert [(p.id, p.iscrowd, p.rle is not None) for p in rec.polygons] == [("1", True, True), ("1_1", True, False),
+                                                                             ("2", False, True)]
+    assert rec.boxes == [Box(0, 0, 0, 2, 2, id="3", iscrowd=True)]
+    written = _annotations(export_dataset(ds, tmp_path / "out", "coco"))
+    for ann in coco["annotations"]:  # the masks (holes, count lists, two parts in one) and iscrowd come back
+        out = written[ann["id"]]
+        assert (out["iscrowd"], out.get("segmentation"), out["bbox"], out["area"]) == \
+            (ann["iscrowd"], ann.get("segmentation"), ann["bbox"], ann.get("area", 4))
+    assert sorted(written) == [1, 2, 3]  # the second part of the crowd is in annotation 1, not its own
+    again = import_dataset(tmp_path / "out", tmp_path / "again")  # and through the store once more
+    assert again.get("b").polygons == rec.polygons and again.get("b").boxes == rec.boxes
+
+
+def test_coco_mask_edited_in_the_store_is_written_as_polygons(tmp_path):
+    src, coco = _coco_with_masks(tmp_path)
+    ds = import_dataset(src, tmp_path / "ds")
+    rec = ds.get("b")
+    rec.polygons[2].points[0] = (2.5, 1.5)  # the labeler moves a vertex in place
+    ds.remove_shape("b", "1_1")  # and removes part of the crowd
+    ds.save()
+    written = _annotations(export_dataset(ds, tmp_path / "out", "coco"))
+    assert written[1]["segmentation"] == [[1, 1, 3, 1, 3, 3, 1, 3]] and written[1]["iscrowd"] == 1
+    assert written[2]["segmentation"][0][:2] == [2.5, 1.5] and written[2]["iscrowd"] == 0
+    assert written[1]["area"] == 4 and written[2]["bbox"][:2] == [2.5, 1.5]
+    back = import_dataset(tmp_path / "out", tmp_path / "back")
+    assert [(p.id, p.iscrowd, p.rle) for p in back.get("b").polygons] == [("1", True, None), ("2", False, None)]
+
+
+def test_store_refuses_a_broken_mask_or_crowd_flag(tmp_path):
+    src, _ = _coco_with_masks(tmp_path)
+    ds = import_dataset(src, tmp_path / "ds")
+    raw = json.loads(ds.store_path.read_text())
+    raw["images"][0]["polygons"][0]["rle"] = {"size": [8], "counts": "x"}
+    ds.store_path.write_text(json.dumps(raw))
+    with pytest.raises(DataError, match=r"field 'images\[0\].polygons\[0\].rle': size: expected \[height, width\]"):
+        import_dataset(ds.root, tmp_path / "copy")
+    raw["images"][0]["polygons"][0].pop("rle")
+    raw["images"][0]["boxes"][0]["iscrowd"] = "yes"
+    ds.store_path.write_text(json.dumps(raw))
+    with pytest.raises(DataError, match=r"field 'images\[0\].boxes\[0\].iscrowd': expected true or false"):
+        import_dataset(ds.root, tmp_path / "copy")
+    (src / "annotations" / "instances.json").write_text(json.dumps({
+        "images": [{"id": 7, "file_name": "b.png"}], "categories": [{"id": 1, "name": "x"}],
+        "annotations": [{"id": 1, "image_id": 7, "category_id": 1, "bbox": [0, 0, 2, 2], "iscrowd": 2}]}))
+    with pytest.raises(DataError, match=r"instances.json: field 'annotations\[0\].iscrowd': expected 0 or 1, got 2"):
+        import_dataset(src, tmp_path / "bad")
 
 
 def test_rle_codec_and_exact_tracing():

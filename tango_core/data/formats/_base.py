@@ -11,7 +11,7 @@ import abc
 import os
 import shutil
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -241,9 +241,9 @@ def build(parsed: Parsed, dest: Path, task: str | None = None) -> Dataset:
             continue
         sx, sy = (rec.width, rec.height) if item.normalized else (1, 1)
         for b in item.boxes:
-            ds.add_box(rec.id, Box(b.cls, b.x1 * sx, b.y1 * sy, b.x2 * sx, b.y2 * sy, id=b.id, score=b.score))
+            ds.add_box(rec.id, replace(b, x1=b.x1 * sx, y1=b.y1 * sy, x2=b.x2 * sx, y2=b.y2 * sy))
         for p in item.polygons:
-            ds.add_polygon(rec.id, Polygon(p.cls, [(x * sx, y * sy) for x, y in p.points], id=p.id, score=p.score))
+            ds.add_polygon(rec.id, replace(p, points=[(x * sx, y * sy) for x, y in p.points]))
     ds.save()
     return ds
 

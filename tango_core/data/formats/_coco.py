@@ -17,7 +17,7 @@ from ...errors import DataError
 from .._dataset import Dataset
 from .._images import safe_relpath
 from .._masks import mask_to_polygons, rle_decode
-from .._shapes import SPLITS, Box, Polygon
+from .._shapes import SPLITS, Box, ImageRecord, Polygon, rle_problem
 from ._base import (
     Format,
     Issues,
@@ -157,13 +157,23 @@ class Coco(Format):
                         issues: Issues) -> None:
         ann_id = None if a.get("id") is None else str(a["id"])
         score = a.get("score") if _is_num(a.get("score")) else None
-        parts = self._polygons(f, where, a.get("segmentation"), issues)
+        if a.get("iscrowd", 0) not in (0, 1):
+            issues.bad(f, f"field '{where}.iscrowd': expected 0 or 1, got {a['iscrowd']!r}")
+            return
+        iscrowd = bool(a.get("iscrowd", 0))
+        seg = a.get("segmentation")
+        parts = self._polygons(f, where, seg, issues)
         if parts is None:
             return
         if task == "segmentation" and parts:
+            # a mask is kept beside its traced polygons so that export can write it back exactly;
+            # its parts are found again by id ("<id>_1"...), so without an id only a one-part mask is kept
+            keep = isinstance(seg, dict) and rle_problem(seg) is None and (ann_id is not None or len(parts) == 1)
+            rle = {"size": seg["size"], "counts": seg["counts"]} if keep else None
             for k, pts in enumerate(parts):
                 pid = ann_id if k == 0 or ann_id is None else f"{ann_id}_{k}"
-                item.polygons.append(Polygon(cls, pts, id=pid, score=score))
+                item.polygons.append(Polygon(cls, pts, id=pid, score=score, iscrowd=iscrowd,
+                                             rle=rle if k == 0 else None))
             return
         bbox = a.get("bbox")
         if bbox is None and parts:
@@ -174,7 +184,7 @@ class Coco(Format):
             issues.bad(f, f"field '{where}.bbox': expected [x, y, width, height], got {bbox!r}")
             return
         x, y, w, h = bbox
-        item.boxes.append(Box(cls, x, y, x + w, y + h, id=ann_id, score=score))
+        item.boxes.append(Box(cls, x, y, x + w, y + h, id=ann_id, score=score, iscrowd=iscrowd))
 
     def _polygons(self, f: Path, where: str, seg: Any, issues: Issues) -> list | None:
         """The polygons of a ``segmentation`` field ([] when absent), or None after reporting it broken."""
@@ -225,13 +235,22 @@ class Coco(Format):
                 if rec.split and not per_split:
                     entry["split"] = rec.split
                 images.append(entry)
+                written: set[int] = set()  # the parts of a mask written as one RLE annotation
                 for s in (*rec.boxes, *rec.polygons):
+                    if id(s) in written:
+                        continue
                     check_class(ds, rec, s.cls)
+                    mask = _unchanged_mask(rec, s) if isinstance(s, Polygon) and s.rle is not None else None
                     b = s if isinstance(s, Box) else s.bbox()
+                    if mask is not None:
+                        written.update(id(q) for q in mask[0])
+                        b = Box(s.cls, *(f(q.bbox().xyxy[i] for q in mask[0]) for i, f in enumerate((min, min, max, max))))
                     ann: dict[str, Any] = {"id": ann_id[id(s)], "image_id": image_id,
                                            "category_id": cat_ids[s.cls],
-                                           "bbox": [b.x1, b.y1, b.width, b.height], "iscrowd": 0}
-                    if isinstance(s, Polygon):
+                                           "bbox": [b.x1, b.y1, b.width, b.height], "iscrowd": int(s.iscrowd)}
+                    if mask is not None:
+                        ann["segmentation"], ann["area"] = s.rle, mask[1]
+                    elif isinstance(s, Polygon):
                         ann["segmentation"] = [[v for p in s.points for v in p]]
                         ann["area"] = s.area
                     else:
@@ -247,6 +266,24 @@ class Coco(Format):
             write_json(dst / "annotations" / "instances.json", {"images": [], "annotations": [],
                                                                 "categories": categories}, indent=None)
         return dst
+
+
+def _unchanged_mask(rec: ImageRecord, p: Polygon) -> tuple[list[Polygon], int] | None:
+    """The polygons traced from ``p.rle`` and the mask's pixel count while they are still as traced,
+    so the mask is written back exactly (holes too); None once a part was edited, removed or given
+    another class, or the image size changed: then the polygons are what the user means."""
+    if p.rle is None or p.rle["size"] != [rec.height, rec.width]:
+        return None
+    try:
+        mask = rle_decode(p.rle)
+    except (ValueError, TypeError, IndexError):
+        return None
+    traced = mask_to_polygons(mask)
+    by_id = {q.id: q for q in rec.polygons}
+    parts = [by_id.get(p.id if k == 0 else f"{p.id}_{k}") for k in range(len(traced))]
+    if any(q is None or q.cls != p.cls or q.points != pts for q, pts in zip(parts, traced, strict=True)):
+        return None
+    return parts, int(mask.sum())
 
 
 def _ids(values: list) -> list[int]:
