@@ -236,6 +236,9 @@ def test_coco_masks_and_iscrowd_round_trip_exactly(tmp_path):
         assert (out["iscrowd"], out.get("segmentation"), out["bbox"], out["area"]) == \
             (ann["iscrowd"], ann.get("segmentation"), ann["bbox"], ann.get("area", 4))
     assert sorted(written) == [1, 2, 3]  # the second part of the crowd is in annotation 1, not its own
+    rec.polygons.reverse()  # whatever the order of the parts in the store
+    assert _annotations(export_dataset(ds, tmp_path / "reordered", "coco")) == written
+    rec.polygons.reverse()
     again = import_dataset(tmp_path / "out", tmp_path / "again")  # and through the store once more
     assert again.get("b").polygons == rec.polygons and again.get("b").boxes == rec.boxes
 

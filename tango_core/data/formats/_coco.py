@@ -1,4 +1,5 @@
-"""COCO instances JSON: boxes, polygons and RLE masks (traced to polygons, holes filled).
+"""COCO instances JSON: boxes, polygons and RLE masks (traced to polygons, holes filled; the mask
+is kept beside them and written back exactly while they are unchanged), and ``iscrowd``.
 
 Read: ``annotations/*.json`` or ``*.json`` (one file per split: ``instances_train2017.json``);
 images are looked up beside the JSON, under ``images/``, ``images/<split>/`` or ``train2017/``.
@@ -235,21 +236,21 @@ class Coco(Format):
                 if rec.split and not per_split:
                     entry["split"] = rec.split
                 images.append(entry)
-                written: set[int] = set()  # the parts of a mask written as one RLE annotation
+                masks = {id(p): m for p in rec.polygons if (m := _unchanged_mask(rec, p)) is not None}
+                parts = {id(q) for m in masks.values() for q in m[0]}  # written in their mask's annotation
                 for s in (*rec.boxes, *rec.polygons):
-                    if id(s) in written:
+                    if id(s) in parts and id(s) not in masks:
                         continue
                     check_class(ds, rec, s.cls)
-                    mask = _unchanged_mask(rec, s) if isinstance(s, Polygon) and s.rle is not None else None
+                    mask = masks.get(id(s))
                     b = s if isinstance(s, Box) else s.bbox()
                     if mask is not None:
-                        written.update(id(q) for q in mask[0])
-                        b = Box(s.cls, *(f(q.bbox().xyxy[i] for q in mask[0]) for i, f in enumerate((min, min, max, max))))
+                        _, b, pixels = mask
                     ann: dict[str, Any] = {"id": ann_id[id(s)], "image_id": image_id,
                                            "category_id": cat_ids[s.cls],
                                            "bbox": [b.x1, b.y1, b.width, b.height], "iscrowd": int(s.iscrowd)}
                     if mask is not None:
-                        ann["segmentation"], ann["area"] = s.rle, mask[1]
+                        ann["segmentation"], ann["area"] = s.rle, pixels
                     elif isinstance(s, Polygon):
                         ann["segmentation"] = [[v for p in s.points for v in p]]
                         ann["area"] = s.area
@@ -268,10 +269,10 @@ class Coco(Format):
         return dst
 
 
-def _unchanged_mask(rec: ImageRecord, p: Polygon) -> tuple[list[Polygon], int] | None:
-    """The polygons traced from ``p.rle`` and the mask's pixel count while they are still as traced,
-    so the mask is written back exactly (holes too); None once a part was edited, removed or given
-    another class, or the image size changed: then the polygons are what the user means."""
+def _unchanged_mask(rec: ImageRecord, p: Polygon) -> tuple[list[Polygon], Box, int] | None:
+    """The polygons traced from ``p.rle``, the mask's box and pixel count while the polygons are
+    still as traced, so the mask is written back exactly (holes too); None once a part was edited,
+    removed or given another class, or the image size changed: then the polygons are what the user means."""
     if p.rle is None or p.rle["size"] != [rec.height, rec.width]:
         return None
     try:
@@ -279,11 +280,14 @@ def _unchanged_mask(rec: ImageRecord, p: Polygon) -> tuple[list[Polygon], int] |
     except (ValueError, TypeError, IndexError):
         return None
     traced = mask_to_polygons(mask)
+    if not traced:  # an empty mask (edited by hand): the polygon is all there is
+        return None
     by_id = {q.id: q for q in rec.polygons}
     parts = [by_id.get(p.id if k == 0 else f"{p.id}_{k}") for k in range(len(traced))]
     if any(q is None or q.cls != p.cls or q.points != pts for q, pts in zip(parts, traced, strict=True)):
         return None
-    return parts, int(mask.sum())
+    ys, xs = mask.nonzero()
+    return parts, Box(p.cls, xs.min(), ys.min(), xs.max() + 1, ys.max() + 1), int(mask.sum())
 
 
 def _ids(values: list) -> list[int]:
