@@ -247,7 +247,7 @@ class LabelSession:
         if box[2] - box[0] < MIN_SIZE or box[3] - box[1] < MIN_SIZE or box == s.xyxy:
             return
         self._edit()
-        self.ds.update_shape(self.rec_id, shape_id, Box(s.cls, *box, id=s.id))
+        self.ds.update_shape(self.rec_id, shape_id, Box(s.cls, *box, id=s.id, iscrowd=s.iscrowd))
         self._changed()
 
     def _polygon(self, shape_id: str) -> Polygon:

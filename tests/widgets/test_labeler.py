@@ -86,6 +86,18 @@ def test_draw_select_move_resize_delete_box(det, frontend):
     assert on_disk(ds).records[0].boxes == [] and lab.canvas.shapes == []
 
 
+def test_editing_a_crowd_box_keeps_its_crowd_flag(tmp_path, frontend):
+    ds = make_dataset(tmp_path / "crowd")
+    ds.add_box(ds.records[0].id, Box(1, 4, 4, 30, 30, iscrowd=True))  # from a COCO file with iscrowd: 1
+    ds.save()
+    lab = Labeler(ds)
+    box_id = on_disk(ds).records[0].boxes[0].id
+    frontend.send(lab.canvas, {"op": "move", "id": box_id, "dx": 3, "dy": 2})
+    frontend.send(lab.canvas, {"op": "set_box", "id": box_id, "box": [5, 5, 40, 44]})
+    box = on_disk(ds).records[0].boxes[0]
+    assert box.xyxy == (5.0, 5.0, 40.0, 44.0) and box.cls == 1 and box.iscrowd
+
+
 def test_polygon_vertices_add_move_delete(tmp_path, frontend):
     ds = make_dataset(tmp_path / "seg", task="segmentation")
     lab = Labeler(ds)
