@@ -19,9 +19,32 @@ def default_hyp() -> dict[str, Any]:
     return dict(read_yaml(DEFAULTS_PATH))
 
 
-def load_hyp(overrides: dict[str, Any] | str | os.PathLike | None = None, source: str = "hyp") -> dict[str, Any]:
+def model_hyp(model: str | None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What ``model``'s task sets beyond or instead of the engine's defaults, given the user's
+    ``overrides``: for a YOLO model its recipe (loss gains, augmentation, and the optimiser
+    schedule under SGD).  Tasks provide it as the class method ``hyp_defaults(model, overrides)``;
+    an unknown model gives nothing here (the trainer reports it)."""
+    if not model:
+        return {}
+    from ..errors import UnknownNameError as _Unknown
+    from ..models import model_info
+    from .tasks import get_task
+
+    try:
+        task = get_task(model_info(model)["task"])
+    except _Unknown:
+        return {}
+    hook = getattr(task, "hyp_defaults", None)
+    return dict(hook(model, dict(overrides or {}))) if hook is not None else {}
+
+
+def load_hyp(overrides: dict[str, Any] | str | os.PathLike | None = None, source: str = "hyp",
+             model: str | None = None) -> dict[str, Any]:
     """Defaults updated with ``overrides`` (a mapping or a YAML file); unknown names and bad values
-    raise an error naming the field, with close matches for typos."""
+    raise an error naming the field, with close matches for typos.  With ``model``, its task's
+    own hyper-parameters (:func:`model_hyp`) are known names too and their defaults are filled in,
+    so the result is every value the training of ``model`` uses; a name set in ``overrides``
+    always keeps its value, even when it equals the engine's default."""
     hyp = default_hyp()
     if overrides is None:
         overrides = {}
@@ -30,11 +53,19 @@ def load_hyp(overrides: dict[str, Any] | str | os.PathLike | None = None, source
         overrides = read_yaml(overrides) or {}
         if not isinstance(overrides, dict):
             raise ConfigError(source, "<root>", "must be a mapping of hyper-parameter -> value")
+    extra = model_hyp(model, overrides)
+    known = {**hyp, **extra}
     for key in overrides:
-        if key not in hyp:
-            raise UnknownNameError(f"hyper-parameter (in {source})", key, list(hyp))
+        if key not in known:
+            raise UnknownNameError(f"hyper-parameter (in {source})", key, list(known))
+    hyp.update(extra)
     hyp.update(overrides)
     _validate(hyp, source)
+    for key, default in extra.items():  # the task's names: numbers where the recipe has numbers
+        value = hyp[key]
+        if isinstance(default, (int, float)) and not isinstance(default, bool) and \
+                (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
+            raise ConfigError(source, key, f"{value!r} is not a non-negative number")
     if hyp["lr0"] == "auto":
         hyp["lr0"] = _AUTO_LR[hyp["optimizer"]]
     return hyp

@@ -113,7 +113,7 @@ class Trainer:
         if bs != "auto" and (not isinstance(bs, int) or bs < MIN_BATCH):
             raise ConfigError("train", "batch_size", f"{bs!r} must be 'auto' or an integer >= {MIN_BATCH}")
         self.args, self.data = args, data
-        self.hyp = load_hyp(args["hyp"])
+        self.hyp = load_hyp(args["hyp"], model=args["model"])  # with the task's own names (a YOLO recipe)
         self.args["hyp"] = dict(self.hyp)
         self.run_dir = Path(run_dir) if run_dir is not None else next_run_dir(Path("runs") / "train")
         self.weights_dir = self.run_dir / "weights"

@@ -8,10 +8,12 @@ weights as far as the reference's (which multiplies by the batch and accumulates
 Validation: letterboxed images, NMS (confidence 0.001, IoU 0.7 for YOLOv9 / 0.65 for YOLOv7,
 several labels per box), COCO-style mAP; fitness = 0.1 mAP@0.5 + 0.9 mAP@0.5:0.95.
 
-The recipe of the model (``tango_core/detection/hyp.yaml``) supplies the loss gains and the
-augmentation; the engine's optimiser settings left at their defaults take the recipe's values
-(lr0 0.01, momentum 0.937, 3 warm-up epochs, nbs 64), values the user set are kept.  The nominal
-batch shrinks on small training sets so that every epoch makes at least 8 optimiser steps (see
+The recipe of the model (``tango_core/detection/hyp.yaml``; a NAS architecture's is its base
+model's) supplies the loss gains and the augmentation, and under SGD the optimiser schedule (lr0
+0.01, momentum 0.937, 3 warm-up epochs): its names are hyper-parameters of a detection training
+(``hyp_defaults``; the trainer's ``load_hyp(..., model=)`` fills in those the user did not set,
+and a value set is kept even when it equals the engine's default).  The nominal batch (nbs)
+shrinks on small training sets so that every epoch makes at least 8 optimiser steps (see
 ``nominal_batch``).
 """
 
@@ -30,7 +32,7 @@ from ...detection._augment import DetectionAugment
 from ...detection._data import load_splits, memory_splits, rasterise, stack_images
 from ...detection._hyp import default_hyp
 from ...detection._loss import build_loss
-from ...errors import ConfigError
+from ...errors import ConfigError, UnknownNameError
 from .._hyp import default_hyp as engine_defaults
 from . import register_task
 from ._base import Batch, Task, ValResult
@@ -42,6 +44,18 @@ _OPTIMISER_KEYS = ("lr0", "lrf", "momentum", "weight_decay", "warmup_epochs", "w
 _SHARED_AUG_KEYS = ("translate", "fliplr", "flipud", "hsv_v")
 NOMINAL_BATCH = 64  # the YOLO recipes' nominal batch
 MIN_STEPS_PER_EPOCH = 8
+
+
+def recipe_model(name: str) -> str:
+    """The model whose recipe ``name`` trains with: itself, or for an architecture found by NAS
+    (``yolov7-tiny-nas3``, or any name ``choose`` gave it) the base model it was searched around."""
+    from ...models import model_info
+
+    try:
+        info = model_info(name)
+    except UnknownNameError:  # an unregistered name: its own (recipe_for reports it)
+        return name
+    return str(info.get("base") or name) if info.get("searched") else name
 
 
 def nominal_batch(num_train: int, reference: int = NOMINAL_BATCH) -> int:
@@ -87,19 +101,37 @@ class DetectionTask(Task):
         self._loss = build_loss(model, self.recipe, self.imgsz)
         return model
 
+    @classmethod
+    def hyp_defaults(cls, model: str, overrides: dict[str, Any]) -> dict[str, Any]:
+        """The hyper-parameters of ``model``'s recipe that training uses where the user set
+        nothing (``tango_core.engine._hyp.load_hyp(..., model=)`` fills them in): every recipe
+        name the engine does not have (loss gains, mosaic, mixup, scale...), the shared
+        augmentation names (translate, fliplr, flipud, hsv_v), and under SGD the optimiser
+        schedule (lr0, lrf, momentum, weight decay, warm-up).  These names are what a detection
+        hyp may set, and what HPO may search."""
+        recipe = default_hyp(recipe_model(model))
+        engine = engine_defaults()
+        out = {k: v for k, v in recipe.items() if k not in engine or k in _SHARED_AUG_KEYS}
+        if overrides.get("optimizer", engine["optimizer"]) == "SGD":
+            out.update({k: recipe[k] for k in _OPTIMISER_KEYS})
+        return out
+
     def _set_recipe(self, name: str) -> None:
         self.model_name = name
-        recipe = default_hyp(name)
+        recipe = default_hyp(recipe_model(name))
         defaults = engine_defaults()
-        for key in _SHARED_AUG_KEYS:  # the user's explicit augmentation settings win
-            if key in self.hyp and self.hyp[key] != defaults.get(key):
-                recipe[key] = self.hyp[key]
-        auto_lr = defaults.get("lr0") == "auto" and self.hyp.get("lr0") == {"SGD": 0.05, "AdamW": 0.001}.get(
-            self.hyp.get("optimizer", "SGD"))
-        for key in _OPTIMISER_KEYS:  # fill what the user left at the engine's defaults
-            untouched = auto_lr if key == "lr0" else self.hyp.get(key) == defaults.get(key)
-            if untouched and self.hyp.get("optimizer", "SGD") == "SGD":
-                self.hyp[key] = recipe[key]
+        if any(k not in self.hyp for k in recipe if k not in defaults):
+            # a hyp of the engine's names only (a task built outside the trainer): what still has
+            # the engine's default value was not set, and takes the recipe's
+            auto_lr = defaults.get("lr0") == "auto" and self.hyp.get("lr0") == {"SGD": 0.05, "AdamW": 0.001}.get(
+                self.hyp.get("optimizer", "SGD"))
+            given = {k: v for k, v in self.hyp.items()
+                     if (not auto_lr if k == "lr0" else k not in defaults or v != defaults[k])}
+            for key, value in self.hyp_defaults(name, given).items():
+                if key not in given:
+                    self.hyp[key] = value
+        # the trainer's hyp (load_hyp(model=)) holds every recipe value already, the user's included
+        recipe.update({k: self.hyp[k] for k in recipe if k in self.hyp})
         if self.hyp.get("nbs") == defaults.get("nbs"):
             self.hyp["nbs"] = nominal_batch(self.num_train())
         self.recipe = recipe
@@ -168,7 +200,7 @@ class DetectionTask(Task):
         return total * scale, {k: v * float(self.hyp.get("nbs", 64)) for k, v in parts.items()}
 
     def nms_iou(self) -> float:
-        return 0.65 if (self.model_name or "").startswith("yolov7") else 0.7
+        return 0.65 if recipe_model(self.model_name or "").startswith("yolov7") else 0.7
 
     @torch.inference_mode()
     def predict_split(self, model: nn.Module, batch_size: int, device: torch.device, dtype: torch.dtype | None,
