@@ -7,6 +7,7 @@ into ``trial.suggest_*`` calls.
 
 from __future__ import annotations
 
+import fnmatch
 import math
 import os
 from pathlib import Path
@@ -19,9 +20,12 @@ SPACES_PATH = Path(__file__).with_name("hpo_spaces.yaml")
 _KEYS = {"low", "high", "log", "step", "type", "choices"}
 
 
-def load_space(space: str | os.PathLike | dict | None, task: str) -> tuple[dict[str, dict[str, Any]], str]:
+def load_space(space: str | os.PathLike | dict | None, task: str,
+               model: str | None = None) -> tuple[dict[str, dict[str, Any]], str]:
     """The validated space for ``task``: ``space`` is None (the built-in one), a mapping (of
-    parameters, or of task -> parameters), or a YAML file of either.  Returns (space, source)."""
+    parameters, or of task -> parameters), or a YAML file of either.  A file of tasks may hold
+    sections for some models of a task, named ``task:pattern`` (``detection:yolov9*``): the first
+    whose pattern matches ``model`` replaces the plain ``task`` section.  Returns (space, source)."""
     source = str(SPACES_PATH)
     if space is None or isinstance(space, (str, os.PathLike)):
         if space is not None:
@@ -34,9 +38,12 @@ def load_space(space: str | os.PathLike | dict | None, task: str) -> tuple[dict[
     if not isinstance(raw, dict) or not raw:
         raise ConfigError(source, "<root>", "must be a non-empty mapping of hyper-parameter -> range")
     if all(isinstance(v, dict) and not (_KEYS & set(v)) for v in raw.values()):  # task -> parameters
-        if task not in raw:
-            raise UnknownNameError(f"task in the HPO space file {source}", task, list(raw))
-        raw, prefix = raw[task], f"{task}."
+        section = next((k for k in raw if isinstance(k, str) and k.startswith(f"{task}:") and model is not None
+                        and fnmatch.fnmatch(model, k.split(":", 1)[1])), task)
+        if section not in raw:
+            raise UnknownNameError(f"task in the HPO space file {source}", task,
+                                   sorted({str(k).split(":", 1)[0] for k in raw}))
+        raw, prefix = raw[section], f"{section}."
     else:
         prefix = ""
     return {name: _check(name, spec, source, prefix) for name, spec in raw.items()}, source

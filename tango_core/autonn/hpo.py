@@ -37,16 +37,24 @@ class TuneResult:
     best_params: dict[str, Any]
     best_hyp: dict[str, Any]  # the full training hyp: fixed values plus the best trial's
     trials: list[dict[str, Any]]  # every trial: number, state, values, params
-    skipped: list[str] = field(default_factory=list)  # space names the engine does not know
+    skipped: list[str] = field(default_factory=list)  # space names the model's training does not use
     hyp_path: Path | None = None
     retrained: Any = None  # the TrainResult of the final training with best_hyp
-    default_value: float | None = None  # the fitness of the engine's default hyp (trial 0)
+    default_value: float | None = None  # the fitness of the default hyp (trial 0: the engine's, the recipe's)
 
 
-def _known_hyp() -> dict[str, Any]:
+def _known_hyp(model: str) -> dict[str, Any]:
+    """Every hyper-parameter the training of ``model`` uses, with its value when not set: the
+    engine's, and its task's own (a YOLO model's recipe: loss gains, mosaic, mixup...)."""
     from ..engine._hyp import load_hyp
 
-    return load_hyp({})
+    return load_hyp({}, model=model)
+
+
+def _space_model(model: str, info: dict[str, Any]) -> str:
+    """The name the spaces' ``task:pattern`` sections are matched against: a searched
+    architecture's base model (its hyper-parameters are its base's)."""
+    return str(info["base"]) if info.get("searched") and info.get("base") else model
 
 
 def hpo_spec(*, model: str, task: str, data: str, space: dict, hyp: dict, epochs: int, batch_size: Any,
@@ -103,10 +111,12 @@ def tune(data: Any = None, model: str | None = None, *, trials: int | None = 20,
     folder, or in-memory tensors).
 
     ``trials`` / ``timeout_min``: the budget (trials of the whole study, minutes of this call).
-    ``space``: None (``hpo_spaces.yaml`` for the task), a mapping or a YAML file.  ``hyp``: fixed
-    hyper-parameters every trial uses (e.g. ``{"fliplr": 0}`` for digits).  ``sampler``: tpe | gp |
-    random; ``pruner``: median | hyperband | none.  ``enqueue``: settings to try first (after the
-    engine's defaults, trial 0, unless ``enqueue_defaults=False``).  ``workers``: processes on
+    ``space``: None (``hpo_spaces.yaml`` for the task and model family), a mapping or a YAML
+    file; its names are those the model's training uses (the engine's, and a YOLO model's recipe:
+    box, cls, obj / dfl, mosaic...).  ``hyp``: fixed hyper-parameters every trial uses (e.g.
+    ``{"fliplr": 0}`` for digits).  ``sampler``: tpe | gp | random; ``pruner``: median |
+    hyperband | none.  ``enqueue``: settings to try first (after the defaults the model trains
+    with, trial 0, unless ``enqueue_defaults=False``).  ``workers``: processes on
     this machine (more machines join with ``tango tune --join``).  With a Project, the best hyp
     is written to it (stage ``hpo``) and, with ``retrain``, the final model is trained with it
     (stage ``training``).
@@ -117,16 +127,17 @@ def tune(data: Any = None, model: str | None = None, *, trials: int | None = 20,
     model = model or (project.config.model if project is not None else None)
     if not model:
         raise ConfigError("tune", "model", "no model given", "pass model='resnet-cifar20' or pick one in the project")
-    task = task or model_info(model)["task"]
+    info = model_info(model)
+    task = task or info["task"]
     if workers < 1:
         raise ConfigError("tune", "workers", f"{workers} must be at least 1")
     if workers > 1 and data_id == "<memory>":
         raise ConfigError("tune", "workers", "worker processes cannot share in-memory data",
                           "save the dataset to a folder, or use workers=1")
-    full, source = load_space(space, task)
-    known = _known_hyp()
+    full, source = load_space(space, task, _space_model(model, info))
+    known = _known_hyp(model)
     skipped = [k for k in full if k not in known]
-    if space is not None and skipped:  # the built-in spaces name more than one model family uses; yours should not
+    if space is not None and skipped:  # a name your own space gives must be one the training uses
         from ..errors import UnknownNameError
 
         raise UnknownNameError(f"hyper-parameter (in {source})", skipped[0], list(known))
@@ -153,10 +164,11 @@ def tune(data: Any = None, model: str | None = None, *, trials: int | None = 20,
     st = open_storage(url)
     optuna_study, spec = _study.open_study(st, name, spec, seed=seed)
     if enqueue_defaults and not optuna_study.get_trials(deepcopy=False):
-        # the engine's defaults are trial 0: the search is measured against them and never ends worse
+        # the defaults are trial 0 (the engine's, and the model's recipe where it has one, as the
+        # trainer fills them in): the search is measured against them and never ends worse
         from ..engine._hyp import load_hyp
 
-        defaults = clip_into(spec["space"], load_hyp(fixed))
+        defaults = clip_into(spec["space"], load_hyp(fixed, model=model))
         optuna_study.enqueue_trial(defaults, user_attrs={"defaults": True}, skip_if_exists=True)
     for params in enqueue or []:
         unknown = [k for k in params if k not in spec["space"]]

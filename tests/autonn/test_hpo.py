@@ -27,6 +27,43 @@ def test_builtin_spaces_start_from_the_original_ranges(task):
         assert {"box", "cls", "obj", "mosaic", "mixup", "hsv_s", "scale"} <= set(space)
 
 
+def test_a_yolo_recipe_is_the_set_of_detection_hyper_parameters_and_reaches_loss_and_augmentation(shapes):
+    from tango_core.autonn.hpo import _known_hyp
+    from tango_core.engine._hyp import load_hyp
+    from tango_core.engine.tasks import get_task
+
+    # every name of the built-in space is one the model's training uses: nothing is skipped
+    v7, _ = load_space(None, "detection", "yolov7-tiny")
+    v9, _ = load_space(None, "detection", "yolov9-t")
+    seg, _ = load_space(None, "segmentation", "yolov9-t-seg")
+    assert set(v7) <= set(_known_hyp("yolov7-tiny")) and set(v9) <= set(_known_hyp("yolov9-t"))
+    assert set(seg) <= set(_known_hyp("yolov9-t-seg"))
+    assert "obj" in v7 and "dfl" not in v7 and "dfl" in v9 and "obj" not in v9  # anchor-based / anchor-free
+    # each family's recipe lies inside its ranges: trial 0 runs the recipe itself, unclipped
+    for space, model in ((v7, "yolov7-tiny"), (v7, "yolov7"), (v9, "yolov9-t"), (seg, "yolov9-t-seg")):
+        defaults = load_hyp({}, model=model)
+        assert clip_into(space, defaults) == {k: defaults[k] for k in space}, model
+    with pytest.raises(UnknownNameError, match="'boxx'.*Did you mean 'box'"):
+        load_hyp({"boxx": 1.0}, model="yolov7-tiny")
+    # a value set is the value used, even one equal to the engine's default (momentum 0.9, lr0
+    # 0.05, one warm-up epoch), and the recipe's names reach the loss and the augmentation
+    given = {"box": 0.11, "obj": 2.0, "mosaic": 0.0, "hsv_s": 0.25, "scale": 0.3, "momentum": 0.9, "lr0": 0.05,
+             "warmup_epochs": 1.0}
+    task = get_task("detection")(shapes, imgsz=64, hyp=load_hyp(given, model="yolov7-tiny"))
+    task.build_model("yolov7-tiny")
+    reference = get_task("detection")(shapes, imgsz=64, hyp=load_hyp({}, model="yolov7-tiny"))
+    reference.build_model("yolov7-tiny")
+    assert {k: task.hyp[k] for k in given} == given
+    assert reference.hyp["momentum"] == 0.937 and reference.hyp["lr0"] == 0.01  # the recipe's
+    assert task._loss.gain_box == pytest.approx(reference._loss.gain_box * 0.11 / 0.05)
+    assert task._loss.gain_obj == pytest.approx(reference._loss.gain_obj * 2.0 / 1.0)
+    assert task._augment.hyp is task.recipe
+    assert {k: task.recipe[k] for k in ("mosaic", "hsv_s", "scale")} == {"mosaic": 0.0, "hsv_s": 0.25, "scale": 0.3}
+    v9task = get_task("detection")(shapes, imgsz=64, hyp=load_hyp({"dfl": 2.5, "box": 5.0}, model="yolov9-t"))
+    v9task.build_model("yolov9-t")
+    assert v9task._loss.hyp["dfl"] == 2.5 and v9task._loss.hyp["box"] == 5.0
+
+
 @pytest.mark.parametrize("space, field, problem", [
     ({"lr0": {"low": 0.1, "high": 0.01}}, "lr0", "above high"),
     ({"lr0": {"low": 0.0, "high": 0.1, "log": True}}, "lr0.low", "log scale needs low > 0"),
@@ -138,6 +175,30 @@ def test_pruning_stops_a_bad_and_a_diverging_trial(tmp_path, digits):
     study = optuna.load_study(study_name=result.study, storage=result.storage)
     assert study.trials[4].user_attrs["diverged"]["epoch"] == 0
     assert result.best_trial in (0, 1, 2)
+
+
+@pytest.mark.slow
+def test_detection_tune_searches_the_whole_space_and_each_trial_runs_the_values_it_records(tmp_path, shapes):
+    from tango_core._io import read_yaml
+    from tango_core.autonn import tune
+    from tango_core.engine._hyp import load_hyp
+
+    result = tune(shapes, "yolov7-tiny", trials=2, epochs=1, imgsz=64, batch_size=8, threads=1, pruner="none",
+                  storage=tmp_path / "s.db", retrain=False)
+    space, _ = load_space(None, "detection", "yolov7-tiny")
+    assert result.skipped == [] and len(result.trials) == 2
+    for trial in result.trials:
+        assert trial["state"] == "complete" and set(trial["params"]) == set(space)
+        # what the trainer ran with (its run folder's hyp.yaml, written once the task set up the recipe)
+        used = read_yaml(f"{trial['user_attrs']['run_dir']}/hyp.yaml")
+        assert {k: used[k] for k in space} == trial["params"], trial["trial"]
+    # trial 0 is the model's defaults: the engine's, with yolov7-tiny's recipe where it has one
+    defaults = load_hyp({}, model="yolov7-tiny")
+    assert result.trials[0]["user_attrs"]["defaults"] is True
+    assert result.trials[0]["params"] == {k: defaults[k] for k in space}
+    assert result.trials[0]["params"]["momentum"] == 0.937 and result.trials[0]["params"]["obj"] == 1.0
+    assert result.trials[1]["params"] != result.trials[0]["params"]
+    assert result.best_hyp == {**result.best_params}  # nothing fixed: the best trial's values
 
 
 RESUME_SCRIPT = """
