@@ -1,12 +1,14 @@
 """Check a generated package without its target: every file parsed, linted or validated against
 its schema, and (``run=True``) the package executed here in its own runtime.
 
-Kubernetes manifests go through the official schemas (kubernetes-validate, offline); the Cloud
-Run service and the ECS task definition through JSON schemas written from the providers'
-references (targets/templates/schemas: neither provider publishes one), plus the Cloud Run pod
-part through the Kubernetes PodSpec schema; Dockerfiles through hadolint when it is installed
-and a structural lint of our own always; Python through the compiler (for Python 3.8 syntax,
-the oldest device Python); Kotlin, which has no compiler here, through a lexical parse.
+Kubernetes manifests go through the official schemas (kubernetes-validate, offline); the ECS
+task definition through botocore's ECS service model and the Cloud Run service through the Cloud
+Run Admin API discovery document (both offline, from PyPI packages: _schemas.py), each with
+tango's JSON schemas of what the references say only in prose on top (targets/templates/schemas),
+plus the Cloud Run pod part through the Kubernetes PodSpec schema; Dockerfiles through hadolint
+when it is installed and a structural lint of our own always; Python through the compiler (for
+Python 3.8 syntax, the oldest device Python); Kotlin, which has no compiler here, through
+tree-sitter's Kotlin grammar when installed and a lexical parse always.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ from typing import Any
 import yaml
 
 from ..errors import require
-from ._lint import dockerfile_problems, kotlin_problems
+from ._lint import dockerfile_problems, kotlin_problems, kotlin_syntax_problems
 from ._package import sha256
+from ._schemas import cloud_run_problems, ecs_problems, without_closed_objects
 from ._table import find_template
 
 KUBERNETES_VERSIONS = ("1.28", "1.37")  # an old and the newest schema set kubernetes-validate bundles
@@ -78,6 +81,7 @@ def check_package(path: str | Path, run: bool = False, backend: str | None = Non
             report.append(_shell(p, rel))
         elif p.suffix == ".kt":
             report.append(_result("kotlin", rel, kotlin_problems(p, root)))
+            report.append(_kotlin_syntax(p, rel))
         elif p.suffix == ".xml" and "android" in p.parts:
             report.append(_xml(p, rel))
         elif p.name.startswith("requirements") and p.suffix == ".txt":
@@ -182,6 +186,14 @@ def _xml(p: Path, rel: str) -> CheckResult:
     return CheckResult("xml", rel, True)
 
 
+def _kotlin_syntax(p: Path, rel: str) -> CheckResult:
+    problems = kotlin_syntax_problems(p)
+    if problems is None:
+        return CheckResult("kotlin-syntax", rel, True, "tree-sitter-kotlin is not installed: only the lexical parse "
+                                                       "ran (pip install tree-sitter tree-sitter-kotlin)")
+    return _result("kotlin-syntax", rel, problems)
+
+
 def _hadolint(docker: Path) -> CheckResult:
     exe = shutil.which("hadolint") or shutil.which("hadolint", path=str(Path(sys.executable).parent))
     if exe is None:
@@ -278,7 +290,11 @@ def _cloud_run(path: Path, root: Path) -> list[CheckResult]:
 
     rel = path.relative_to(root).as_posix()
     doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    problems = _jsonschema_problems(doc, _schema("cloudrun-service.schema.json"))
+    official, source = cloud_run_problems(doc)
+    subset = _schema("cloudrun-service.schema.json")
+    problems = official + _jsonschema_problems(doc, without_closed_objects(subset) if source else subset)
+    how = (f"{source} + tango's rules" if source else
+           "google-api-python-client is not installed: only tango's subset schema (pip install tango[dev])")
     pod_problems = []
     try:
         spec = dict(doc["spec"]["template"]["spec"])
@@ -300,13 +316,18 @@ def _cloud_run(path: Path, root: Path) -> list[CheckResult]:
         pod_problems.append(f"pod spec: {exc.message} at {'/'.join(str(x) for x in exc.path)}")
     except (KeyError, TypeError, IndexError) as exc:
         pod_problems.append(f"missing {exc}")
-    return [_result("cloud-run", rel, problems), _result("cloud-run", f"{rel} (pod spec)", pod_problems)]
+    service = CheckResult("cloud-run", rel, not problems, "; ".join(problems) or how, {"source": source})
+    return [service, _result("cloud-run", f"{rel} (pod spec)", pod_problems)]
 
 
 def _ecs(path: Path, root: Path) -> CheckResult:
     rel = path.relative_to(root).as_posix()
     doc = json.loads(path.read_text(encoding="utf-8"))
-    problems = _jsonschema_problems(doc, _schema("ecs-task-definition.schema.json"))
+    problems, source = ecs_problems(doc)
+    subset = _schema("ecs-task-definition.schema.json")
+    problems += _jsonschema_problems(doc, without_closed_objects(subset) if source else subset)
+    how = (f"{source} (RegisterTaskDefinitionRequest) + tango's rules" if source else
+           "botocore is not installed: only tango's subset schema (pip install tango[dev])")
     if not problems:
         task_memory = int(doc.get("memory", "0") or 0)
         for c in doc["containerDefinitions"]:
@@ -320,7 +341,7 @@ def _ecs(path: Path, root: Path) -> CheckResult:
             for m in c.get("portMappings", []):
                 if doc.get("networkMode") == "awsvpc" and m.get("hostPort") not in (None, m["containerPort"]):
                     problems.append("with awsvpc, hostPort must equal containerPort")
-    return _result("ecs", rel, problems)
+    return CheckResult("ecs", rel, not problems, "; ".join(problems) or how, {"source": source})
 
 
 def _compose(path: Path, root: Path) -> CheckResult:

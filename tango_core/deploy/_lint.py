@@ -1,13 +1,15 @@
 """Small linters for what has no tool here: the structure of a Dockerfile (what hadolint does not
 check: that COPY sources exist, the port, the health check) and a lexical parse of Kotlin
 (brackets balanced outside strings and comments, the package matches its folder, every
-resource and asset it names exists)."""
+resource and asset it names exists), and Kotlin's syntax through tree-sitter's Kotlin grammar
+(the ``tree-sitter`` and ``tree-sitter-kotlin`` wheels, dev extra) where they are installed."""
 
 from __future__ import annotations
 
 import fnmatch
 import json
 import re
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -235,3 +237,42 @@ def kotlin_problems(path: Path, root: Path) -> list[str]:
             if not (assets / name).is_file():
                 problems.append(f"asset {name} is not in {assets.relative_to(root).as_posix()}")
     return problems
+
+
+@lru_cache(maxsize=1)
+def _kotlin_parser():
+    try:
+        import tree_sitter
+        import tree_sitter_kotlin
+    except ImportError:
+        return None
+    return tree_sitter.Parser(tree_sitter.Language(tree_sitter_kotlin.language()))
+
+
+def kotlin_syntax_problems(path: Path, limit: int = 5) -> list[str] | None:
+    """Syntax errors of a Kotlin file by tree-sitter's Kotlin grammar (tree-sitter-kotlin): each
+    ERROR node (what the parser could not fit into the grammar) and each token it had to invent
+    (MISSING), with line and column; None when tree-sitter-kotlin is not installed."""
+    parser = _kotlin_parser()
+    if parser is None:
+        return None
+    source = path.read_bytes()
+    tree = parser.parse(source)
+    problems: list[str] = []
+    if not tree.root_node.has_error:
+        return problems
+    todo = [tree.root_node]
+    while todo and len(problems) < limit:
+        node = todo.pop()
+        if node.is_missing:
+            problems.append(f"line {node.start_point[0] + 1}:{node.start_point[1] + 1}: syntax error, "
+                            f"missing {node.type!r}")
+        elif node.type == "ERROR":
+            text = source[node.start_byte:node.end_byte].decode("utf-8", "replace").strip().splitlines()
+            snippet = (text[0][:60] if text else "")
+            problems.append(f"line {node.start_point[0] + 1}:{node.start_point[1] + 1}: syntax error at "
+                            f"{snippet!r}")
+            continue  # one report per broken region
+        if node.has_error:
+            todo.extend(reversed(node.children))
+    return problems or ["syntax error (tree-sitter found an error it does not locate)"]

@@ -188,6 +188,57 @@ def test_checkers_fail_on_broken_kubernetes_and_cloud_files(broken):
     assert any("memoryReserve" in r.detail for r in _failed(ecs, "ecs"))
 
 
+def test_cloud_files_are_checked_against_the_providers_own_definitions(packages, broken, monkeypatch):
+    """botocore's ECS model and the Cloud Run v1 discovery document decide the structure: valid
+    fields tango does not write pass, what those definitions refuse fails (and tango's subset alone
+    would have decided both the other way)."""
+    from tango_core.deploy import _schemas
+
+    ecs = check_package(packages("aws-ecs").path).of("ecs")[0]
+    assert ecs.ok and ecs.data["source"].startswith("botocore ") and "RegisterTaskDefinitionRequest" in ecs.detail
+    run = check_package(packages("gcp-cloud-run").path).of("cloud-run")[0]
+    assert run.ok and "run.v1 discovery" in run.data["source"]
+
+    ecs = broken("aws-ecs")
+    task = ecs / "deploy/ecs/task-definition.json"
+    _edit(task, '"essential": true', '"essential": true, "ulimits": [{"name": "nofile", "softLimit": 4096, '
+                                       '"hardLimit": 8192}]')
+    assert not _failed(ecs, "ecs")  # a real ECS field: accepted
+    _edit(task, '"key": "tango-target"', '"key": "tango!target"')
+    _edit(task, '"networkMode": "bridge"', '"networkMode": "bridged"')
+    details = " ".join(r.detail for r in _failed(ecs, "ecs"))
+    assert "tags/0/key" in details and "TagKey" in details and "'bridged' is not one of" in details
+    monkeypatch.setattr(_schemas, "ecs_model", lambda: None)  # without botocore: the subset only
+    details = " ".join(r.detail for r in _failed(ecs, "ecs"))
+    assert "ulimits" in details and "tags/0/key" not in details
+
+    run = broken("gcp-cloud-run")
+    service = run / "deploy/cloudrun/service.yaml"
+    _edit(service, "spec:\n  template:", "spec:\n  traffic: [{latestRevision: true, percent: 100}]\n  template:")
+    assert not _failed(run, "cloud-run")  # traffic is a Service field tango does not write
+    _edit(service, "percent: 100", "percentage: 100")
+    _edit(service, "timeoutSeconds: 300", "timeoutSeconds: 3000000000")
+    details = " ".join(r.detail for r in _failed(run, "cloud-run"))
+    assert "unknown key 'percentage'" in details and "did you mean 'percent'" in details
+    assert "outside the int32 range" in details
+
+
+@pytest.mark.slow
+def test_kotlin_is_parsed_by_the_kotlin_grammar(packages, broken):
+    """tree-sitter-kotlin parses every generated .kt file; a syntax error with balanced brackets,
+    which the lexical check cannot see, fails."""
+    report = check_package(packages("galaxy-s23").path)
+    syntax = report.of("kotlin-syntax")
+    assert len(syntax) == 3 and all(r.ok and not r.detail for r in syntax), syntax
+    phone = broken("galaxy-s23")
+    kt = next((phone / "android").rglob("TangoModel.kt"))
+    _edit(kt, "val ", "val = ")
+    failed = _failed(phone, "kotlin-syntax")
+    assert [r.path.rsplit("/", 1)[-1] for r in failed] == ["TangoModel.kt"]
+    assert "syntax error" in failed[0].detail and "line " in failed[0].detail
+    assert not [r for r in _failed(phone, "kotlin") if r.path.endswith("TangoModel.kt")]  # lexically fine
+
+
 @pytest.mark.slow
 def test_checkers_fail_on_broken_dockerfile_kotlin_shell_and_changed_files(broken):
     server = broken("x86-cpu")
