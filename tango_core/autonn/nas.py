@@ -5,11 +5,13 @@ a Pareto front to pick from.
 >>> result.table()                                      # the front: accuracy, latency, size
 >>> result.choose(result.front[1].trial, project=project)   # a registered model, saved in the project
 
-**Accuracy** comes from a short training of each candidate (``epochs``, the project's hyp), not
-from weight sharing: with the small budgets a notebook affords (tens of candidates) a supernet
-would cost as much training as the candidates themselves, and its inherited weights rank
-candidates less faithfully than their own training does; short runs favour nets that learn fast,
-which is the bias to keep in mind (docs/autonn.md).
+**Accuracy** comes from a short training of each candidate (``epochs``, the project's hyp; a YOLO
+candidate trains with its base model's recipe), scored by the best weights' top-1 for
+classification and mAP@0.5 for detection (``ACCURACY``), not from weight sharing: with the small
+budgets a notebook affords (tens of candidates) a supernet would cost as much training as the
+candidates themselves, and its inherited weights rank candidates less faithfully than their own
+training does; short runs favour nets that learn fast, which is the bias to keep in mind
+(docs/autonn.md).
 
 **Latency** is measured when the target's runtime (its first, preferred one) runs here: each
 candidate is exported with :func:`tango_core.export.export` (and verified), loaded in that
@@ -39,6 +41,10 @@ from ._storage import open_storage, storage_url
 from ._worker import join, spawn
 
 LATENCY_MODES = ("auto", "measure", "predict")
+#: the accuracy objective of a search, where it is not the task's fitness: mAP@0.5 for detection
+#: (a 1-2 epoch training ranks candidates by whether they find the objects at all; the strict IoU
+#: thresholds of mAP@0.5:0.95 are mostly noise that early), mask mAP@0.5 for segmentation
+ACCURACY = {"detection": "mAP50", "segmentation": "mask_mAP50"}
 
 
 @dataclass
@@ -187,7 +193,10 @@ def make_objective(spec: dict[str, Any], data: Any, bus: ev.EventBus, threads: i
         trial.set_user_attr("latency_source", source)
         trial.set_user_attr("latency_ms", latency)
         trial.set_user_attr("metrics", {k: float(v) for k, v in result.metrics.items()})
-        return float(result.best_fitness), float(latency)
+        accuracy = spec["objectives"][0]
+        # the best weights' metrics (what the trainer validated at the end); else the task's fitness
+        value = result.metrics[accuracy] if accuracy in result.metrics else result.best_fitness
+        return float(value), float(latency)
 
     return objective
 
@@ -248,7 +257,7 @@ def search(data: Any = None, model: str | None = None, *, trials: int | None = 2
                     runs=str((root / "runs" / "nas" / name).resolve()), trials=trials, target=tgt.id,
                     runtime=primary, proxy_runtime=runnable or "onnx", latency=mode, latency_threads=latency_threads,
                     num_classes=num_classes, in_channels=in_channels,
-                    objectives=[_fitness_name(info["task"]), "latency_ms"])
+                    objectives=[accuracy_name(info["task"]), "latency_ms"])
     bus = events or (project.events if project is not None else ev.EventBus())
     url = storage_url(storage, project)
     optuna_study, spec = _study.open_study(open_storage(url), name, spec, seed=seed)
@@ -297,7 +306,10 @@ def space_for_or_none(model: str) -> str | None:
         return None
 
 
-def _fitness_name(task: str) -> str:
+def accuracy_name(task: str) -> str:
+    """The accuracy objective of a search on ``task``: ``ACCURACY``'s, else the task's fitness."""
+    if task in ACCURACY:
+        return ACCURACY[task]
     from ..engine import get_task
 
     return get_task(task).fitness_name

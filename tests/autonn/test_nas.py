@@ -148,6 +148,12 @@ def test_search_returns_a_pareto_front_of_exported_models_and_a_choice_registers
                        (o.accuracy > c.accuracy or o.latency_ms < c.latency_ms) for o in result.candidates)
     assert not [n for n in list_models() if "candidate" in n]  # candidates are not left registered
     assert rec.names().count(ev.TRIAL_COMPLETE) == 4 and ev.STUDY_END in rec.names()
+    # measured latencies: the error a predictor fitted on 3 of the 4 candidates makes on the 4th
+    err = result.predictor_error
+    assert err is not None and err["held_out"] == 1 and err["fitted_on"] == 3
+    assert isinstance(err["mape"], float) and np.isfinite(err["mape"]) and err["mape"] >= 0
+    assert err["max_ape"] == pytest.approx(err["mape"])  # one held-out candidate: its error is both
+    assert project.stages["nas"].info["predictor_error"] == err
     assert len(optuna.load_study(study_name=result.study, storage=result.storage).directions) == 2
 
     choice = result.front[0]
@@ -168,11 +174,62 @@ assert sum(x.numel() for x in create_model({name!r}).parameters()) == info["para
 r = train(p, epochs=1, imgsz=16, batch_size=16, threads=1)
 e = export(r.best, "onnx", out={str(tmp_path / "final")!r})
 print("OK", p.config.model, e.verification["passed"])
+from tango_core.deploy import check_package, deploy
+d = deploy(p, measure=False)  # the project's target (x86-cpu): its export is made from the training
+report = check_package(d.path)
+assert report.ok, report
+print("DEPLOYED", d.target, d.kind, read_metadata(d.path / "model" / d.record["metadata"])[0]["model"])
 """
+    code = code.replace("from tango_core.export import export", "from tango_core.export import export, read_metadata")
     proc = python(code, tmp_path)
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out
-    assert f"OK {name} True" in out
+    assert f"OK {name} True" in out and f"DEPLOYED x86-cpu server {name}" in out
+
+
+@pytest.mark.slow
+def test_search_on_detection_data_returns_timed_exports_and_the_choice_trains_and_deploys(tmp_path, shapes):
+    import optuna
+
+    from tango_core._io import read_yaml
+    from tango_core.autonn import search
+    from tango_core.deploy import check_package, deploy
+    from tango_core.engine import train
+    from tango_core.export import read_metadata
+    from tango_core.models import model_info
+    from tango_core.project import Project
+
+    project = Project.create(tmp_path / "p", task="detection", dataset=str(shapes), model="yolov7-tiny",
+                             target="x86-cpu")
+    space = get_space("yolov7")
+    n = len(space.base_params("yolov7-tiny")) - 1
+    small = {**{f"elan{i + 1}": 1 for i in range(n)}, "width": 0.5}
+    result = search(project, trials=2, epochs=1, imgsz=64, batch_size=8, threads=1, enqueue=[small])
+
+    assert result.objectives == ["mAP50", "latency_ms"] and result.space == "yolov7"
+    assert [c.trial for c in result.candidates] == [0, 1] and result.base_candidate.trial == 0
+    assert result.candidates[1].arch["depths"] == [1] * n and result.candidates[1].arch["width"] == 0.5
+    assert result.candidates[1].params < result.base_candidate.params / 4
+    trials = {t.number: t for t in optuna.load_study(study_name=result.study, storage=result.storage).trials}
+    for c in result.candidates:  # real detectors, exported to the target's runtime, verified and timed
+        assert c.latency_source == "measured" and c.latency_ms > 0
+        meta, _ = read_metadata(c.export)
+        assert meta["task"] == "detection" and meta["format"] == result.runtime and meta["verification"]["passed"]
+        attrs = trials[c.trial].user_attrs
+        assert c.accuracy == attrs["metrics"]["mAP50"]  # accuracy: mAP@0.5 of the short training
+        # a candidate trains with its base model's recipe (yolov7-tiny's objectness gain, not yolov7's 0.7)
+        assert read_yaml(f"{attrs['run_dir']}/hyp.yaml")["obj"] == 1.0
+    assert result.front and {c.trial for c in result.front} <= {0, 1}
+
+    name = result.choose(result.front[0], project=project)
+    assert model_info(name)["searched"] and model_info(name)["task"] == "detection"
+    trained = train(project, epochs=1, imgsz=64, batch_size=8, threads=1)
+    assert trained.best.is_file() and project.config.model == name
+    package = deploy(project, measure=False)  # like any registered model: export for the target, package
+    report = check_package(package.path)
+    assert report.ok, report
+    assert package.target == "x86-cpu" and package.record["task"] == "detection"
+    assert read_metadata(package.path / "model" / package.record["metadata"])[0]["model"] == name
 
 
 class _FFTSpace(NasSpace):
