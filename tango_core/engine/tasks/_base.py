@@ -14,7 +14,10 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from .._ddp import part
+
 Batch = tuple[torch.Tensor, Any]  # (images as the model takes them, targets in the task's own form)
+MIN_PER_PROCESS = 2  # batch norm needs two samples in every process's part of a batch
 
 
 @dataclass
@@ -35,6 +38,7 @@ class Task:
     classes: list[str]
     in_channels: int
     imgsz: int
+    rank, world = 0, 1  # this process's place under DDP (set_shard); a world of one by default
 
     # --- data ---------------------------------------------------------------------------------
     def set_epochs(self, epochs: int) -> None:
@@ -48,12 +52,40 @@ class Task:
     def num_train(self) -> int:
         raise TypeError(f"{type(self).__name__} must define num_train()")
 
+    def set_shard(self, rank: int, world: int) -> None:
+        """Under DDP (the trainer calls this): this process is ``rank`` of ``world``, and
+        ``train_batches`` yields only this process's part of every batch (see ``shard_batches``)."""
+        self.rank, self.world = int(rank), int(world)
+
+    def batch_bounds(self, batch_size: int) -> list[tuple[int, int]]:
+        """``(start, stop)`` in the epoch's sample order of every batch of ``batch_size`` (the
+        global batch under DDP), the last one shorter.  A lone last image is left out (batch norm
+        needs two); under DDP a last batch too short to give every process two images joins the
+        batch before it, so the processes' parts together still cover the single-process epoch."""
+        n = self.num_train()
+        bounds = [(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
+        if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
+            bounds.pop()
+        if self.world > 1 and len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] < MIN_PER_PROCESS * self.world:
+            last = bounds.pop()
+            bounds[-1] = (bounds[-1][0], last[1])
+        return bounds
+
     def num_batches(self, batch_size: int) -> int:
-        raise TypeError(f"{type(self).__name__} must define num_batches()")
+        return len(self.batch_bounds(batch_size))
+
+    def shard_batches(self, order: torch.Tensor, batch_size: int) -> Iterator[tuple[int, torch.Tensor, slice]]:
+        """For every batch ``i`` of an epoch whose sample ``order`` is given: ``(i, the batch's
+        sample indices, the slice of them this process takes)``.  Batch ``i`` is the same on every
+        process (the single-process batch); process ``rank`` takes its ``rank``-th contiguous part
+        (sizes differ by at most one).  In a world of one the slice is the whole batch."""
+        for i, (start, stop) in enumerate(self.batch_bounds(batch_size)):
+            yield i, order[start:stop], part(stop - start, self.rank, self.world)
 
     def train_batches(self, epoch: int, batch_size: int) -> Iterator[Batch]:
-        """Augmented batches of one epoch; the order and augmentation depend only on (seed, epoch),
-        which is what makes a resumed run repeat the uninterrupted one exactly."""
+        """Augmented batches of one epoch (this process's part of each under DDP); the order and
+        augmentation depend only on (seed, epoch), which is what makes a resumed run repeat the
+        uninterrupted one exactly."""
         raise TypeError(f"{type(self).__name__} must define train_batches()")
 
     def example_batch(self, batch_size: int) -> Batch:

@@ -172,21 +172,30 @@ class BatchAugment:
             x = x.mul_(gain.view(-1, 1, 1, 1)).clamp_(0, 255)
         return torch.addcmul(self.shift, x, self.scale)
 
-    def __call__(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, g: torch.Generator, total: int | None = None,
+                 part: slice = slice(None)) -> torch.Tensor:
+        """Augment ``x``.  Under DDP ``x`` is the ``part`` of a batch of ``total`` images: the
+        random draws are made for the whole batch and ``part`` of them applied, so every process's
+        images are augmented exactly as in the single-process batch."""
         b, c, h, w = x.shape
+        total = total or b
+
+        def draw(values: torch.Tensor) -> torch.Tensor:
+            return values[part]
+
         if self.pad:
             p = self.pad
             padded = F.pad(x, (p, p, p, p))
-            oy = torch.randint(0, 2 * p + 1, (b,), generator=g)
-            ox = torch.randint(0, 2 * p + 1, (b,), generator=g)
+            oy = draw(torch.randint(0, 2 * p + 1, (total,), generator=g))
+            ox = draw(torch.randint(0, 2 * p + 1, (total,), generator=g))
             rows = (oy[:, None] + torch.arange(h))[:, None, :, None].expand(b, c, h, w + 2 * p)
             cols = (ox[:, None] + torch.arange(w))[:, None, None, :].expand(b, c, h, w)
             x = padded.gather(2, rows).gather(3, cols)
         if self.fliplr:
-            x = torch.where((torch.rand(b, generator=g) < self.fliplr).view(b, 1, 1, 1), x.flip(3), x)
+            x = torch.where((draw(torch.rand(total, generator=g)) < self.fliplr).view(b, 1, 1, 1), x.flip(3), x)
         if self.flipud:
-            x = torch.where((torch.rand(b, generator=g) < self.flipud).view(b, 1, 1, 1), x.flip(2), x)
+            x = torch.where((draw(torch.rand(total, generator=g)) < self.flipud).view(b, 1, 1, 1), x.flip(2), x)
         gain = None
         if self.hsv_v:
-            gain = 1.0 + (torch.rand(b, generator=g) * 2 - 1) * self.hsv_v
+            gain = 1.0 + (draw(torch.rand(total, generator=g)) * 2 - 1) * self.hsv_v
         return self.normalise(x, gain)

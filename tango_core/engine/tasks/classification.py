@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -53,17 +52,14 @@ class ClassificationTask(Task):
     def num_train(self) -> int:
         return len(self.train.labels)
 
-    def num_batches(self, batch_size: int) -> int:
-        n = self.num_train()
-        nb = math.ceil(n / batch_size)
-        return nb - 1 if nb > 1 and n % batch_size == 1 else nb  # a lone last image would break batch norm
-
     def train_batches(self, epoch: int, batch_size: int) -> Iterator[Batch]:
         order = torch.randperm(self.num_train(), generator=torch.Generator().manual_seed(mix_seed(self.seed, epoch)))
-        for i in range(self.num_batches(batch_size)):
-            idx = order[i * batch_size:(i + 1) * batch_size]
+        for i, batch, mine in self.shard_batches(order, batch_size):
+            idx = batch[mine]
             g = torch.Generator().manual_seed(mix_seed(self.seed, epoch, i + 1))
-            yield self.augment(self.train.images[idx], g), self.train.labels[idx]
+            # under DDP the random draws are those of the whole batch, so the processes' parts
+            # together are exactly the single-process batch
+            yield self.augment(self.train.images[idx], g, total=len(batch), part=mine), self.train.labels[idx]
 
     def example_batch(self, batch_size: int) -> Batch:
         g = torch.Generator().manual_seed(batch_size)

@@ -19,7 +19,6 @@ shrinks on small training sets so that every epoch makes at least 8 optimiser st
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -145,11 +144,6 @@ class DetectionTask(Task):
     def num_train(self) -> int:
         return len(self.train.samples)
 
-    def num_batches(self, batch_size: int) -> int:
-        n = self.num_train()
-        nb = math.ceil(n / batch_size)
-        return nb - 1 if nb > 1 and n % batch_size == 1 else nb  # a lone last image would break batch norm
-
     def mosaic_on(self, epoch: int) -> bool:
         close = int(self.recipe.get("close_mosaic", 0))
         return not (self.epochs is not None and close and epoch >= self.epochs - close)
@@ -159,9 +153,12 @@ class DetectionTask(Task):
             raise ConfigError("train", "model", "build_model() must run before train_batches()")
         order = torch.randperm(self.num_train(), generator=torch.Generator().manual_seed(mix_seed(self.seed, epoch)))
         mosaic = self.mosaic_on(epoch)
-        for i in range(self.num_batches(batch_size)):
-            rng = np.random.default_rng(mix_seed(self.seed, epoch, i + 1))
-            samples = [self._augment(int(j), rng, mosaic) for j in order[i * batch_size:(i + 1) * batch_size]]
+        for i, batch, mine in self.shard_batches(order, batch_size):
+            # samples are augmented one after another from one generator: under DDP each process
+            # draws from its own (seeded by rank too), its images being those of the batch's part
+            seeds = (self.seed, epoch, i + 1) if self.world == 1 else (self.seed, epoch, i + 1, self.rank)
+            rng = np.random.default_rng(mix_seed(*seeds))
+            samples = [self._augment(int(j), rng, mosaic) for j in batch[mine]]
             yield self._batch(samples)
 
     def _batch(self, samples: list) -> Batch:
