@@ -5,10 +5,15 @@ batch is measured), TRAIN_START, then per epoch EPOCH_START, TRAIN_BATCH (per ba
 EPOCH_END, CHECKPOINT (best when improved, then last), EARLY_STOP (when patience runs out);
 OOM_RETRY whenever a batch does not fit; at the end VAL_PLOTS (of the best model) and TRAIN_END,
 or TRAIN_ERROR when training fails.
+
+Under ``torchrun`` (several processes) the same loop runs data-parallel: see ``_init_distributed``
+and docs/training.md, "Multi-GPU and multi-node training".  ``batch_size`` is then the global
+batch, every process takes its part of each batch, rank 0 validates, writes and emits events.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -25,6 +30,7 @@ from ..errors import ConfigError, TangoError
 from ..models import model_info
 from ..models.weights import load_weights
 from . import _checkpoint as ckpt
+from . import _ddp as ddp
 from ._autobatch import (
     SAFETY,
     OutOfMemory,
@@ -68,6 +74,8 @@ class Trainer:
     are restored from it, so ``Trainer(None, resume="runs/train/3/weights/last.pt").fit()`` works.
     ``memory_budget_bytes``: the memory the run may use (default: a share of free GPU memory or
     available RAM); it decides the auto batch and is checked on the first step of every epoch.
+    ``distributed``: "auto" trains data-parallel when torchrun started several processes (or the
+    process joined a group already); False trains this process alone even then.
     """
 
     def __init__(self, data: Any, model: str = "resnet-cifar20", *, task: str | None = None, epochs: int = 30,
@@ -76,7 +84,8 @@ class Trainer:
                  device: str = "auto", amp: str | bool = "auto", seed: int = 0, patience: int = 50,
                  learning_type: str = "normal", weights: str | None = None, channels_last: bool | str = "auto",
                  memory_budget_bytes: int | None = None, max_batch: int = 128, loggers: Iterable[str] = ("csv",),
-                 threads: int | None = None, channels: int | None = None, val_fraction: float = 0.2) -> None:
+                 threads: int | None = None, channels: int | None = None, val_fraction: float = 0.2,
+                 distributed: bool | str = "auto") -> None:
         self.events = events or ev.EventBus()
         self.resume_path: Path | None = None
         args = dict(model=model, task=task, epochs=epochs, batch_size=batch_size, imgsz=imgsz, seed=seed,
@@ -118,6 +127,11 @@ class Trainer:
         self.run_dir = Path(run_dir) if run_dir is not None else next_run_dir(Path("runs") / "train")
         self.weights_dir = self.run_dir / "weights"
         self.device = select_device(device)
+        if distributed not in ("auto", False):
+            raise ConfigError("train", "distributed", f"{distributed!r} is not a choice",
+                              "use 'auto' (data-parallel under torchrun) or False")
+        self.distributed, self._device_arg = distributed, device
+        self.ctx = ddp.world_of_one(self.device)  # this process's place in a DDP run (fit() joins the group)
         self.threads, self.loggers = threads, list(loggers)
         self.memory_budget_bytes = memory_budget_bytes
         self.epoch = self.step = 0
@@ -131,19 +145,25 @@ class Trainer:
     # --- public --------------------------------------------------------------------------------
     def fit(self) -> TrainResult:
         self.t0 = time.time()
+        owns_group = False
         try:
+            owns_group = self._init_distributed()
             self._attach_loggers()
             self._setup()
             self._emit(ev.TRAIN_START, epochs=self.args["epochs"], batch_size=self.batch_size, device=str(self.device),
                        run_dir=str(self.run_dir), start_epoch=self.epoch, accumulate=self.accumulate,
-                       resumed=self.resume_path is not None, learning_type=self.args["learning_type"])
+                       resumed=self.resume_path is not None, learning_type=self.args["learning_type"],
+                       processes=self.ctx.world_size)
             retries = 0
             while True:
                 try:
                     self._epochs()
                     break
                 except Exception as exc:
-                    if not is_oom_error(exc) or retries >= MAX_OOM_RETRIES:
+                    # under DDP only the budget guard's OutOfMemory is retried: every process raises it
+                    # together; a real OOM in one process leaves the others inside a collective
+                    retry = is_oom_error(exc) and (not self.ctx.distributed or isinstance(exc, OutOfMemory))
+                    if not retry or retries >= MAX_OOM_RETRIES:
                         raise
                     retries += 1
                     self._shrink_batch(exc)
@@ -155,14 +175,51 @@ class Trainer:
         finally:
             for unsubscribe in self._subscriptions:
                 unsubscribe()
+            if owns_group:
+                ddp.cleanup(self.ctx)
+
+    # --- data-parallel ---------------------------------------------------------------------------
+    def _init_distributed(self) -> bool:
+        """Join the process group torchrun describes (NCCL on CUDA, gloo on CPU), take this
+        process's GPU (LOCAL_RANK) and rank 0's run folder.  True when this call created the group
+        (fit() then destroys it at the end)."""
+        if self.distributed is False or (ddp.env_world_size() == 1 and not ddp.initialized()):
+            return False
+        existed = ddp.initialized()
+        self.ctx = ddp.setup(device=self._device_arg)
+        self.device = self.ctx.device
+        if not self.ctx.distributed:
+            return False
+        # every process must write to (and resume from) the folder rank 0 chose
+        self.run_dir = Path(ddp.broadcast_object(str(self.run_dir), self.ctx))
+        self.weights_dir = self.run_dir / "weights"
+        return not existed
+
+    def _no_sync(self, sync: bool):
+        """DDP's gradient all-reduce only on the backward pass that completes an optimiser step."""
+        if sync or not self.ctx.distributed:
+            return contextlib.nullcontext()
+        return self.net.no_sync()
+
+    def _sync_state(self) -> None:
+        """Rank 0's batch-norm statistics in the model and the EMA on every process.  Parameters
+        agree already (DDP averages the gradients); buffers do not: each process's batch norms
+        update from its own part of the batch (DDP copies rank 0's buffers at every forward)."""
+        if self.ctx.distributed:
+            ddp.broadcast_state(self.model, self.ctx, buffers_only=True)
+            if self.ema is not None:
+                ddp.broadcast_state(self.ema.module, self.ctx, buffers_only=True)
 
     # --- set-up ----------------------------------------------------------------------------------
     def _emit(self, event: str, /, **payload: Any) -> None:
-        self.events.emit(event, **payload)
+        if self.ctx.is_main:  # under DDP rank 0 speaks for the run
+            self.events.emit(event, **payload)
 
     def _attach_loggers(self) -> None:
         from .callbacks import create_logger
 
+        if not self.ctx.is_main:
+            return
         for name in self.loggers:
             logger = create_logger(name, self.run_dir)
             self._subscriptions.append(self.events.subscribe("*", logger))
@@ -175,7 +232,8 @@ class Trainer:
         cl = a["channels_last"]
         # channels-last lets oneDNN / cuDNN pick their fastest convolutions (measured: docs/benchmarks.md)
         self.channels_last = True if cl == "auto" else bool(cl)
-        self._emit(ev.SYSTEM_INFO, **system_info(self.device, self.dtype), channels_last=self.channels_last)
+        self._emit(ev.SYSTEM_INFO, **system_info(self.device, self.dtype), channels_last=self.channels_last,
+                   processes=self.ctx.world_size, backend=self.ctx.backend)
         info = model_info(a["model"])
         task_name = a["task"] or info["task"]
         if a["task"] and a["task"] != info["task"]:
@@ -184,6 +242,12 @@ class Trainer:
         self.task: Task = get_task(task_name)(self.data, imgsz=imgsz, hyp=self.hyp, seed=a["seed"],
                                              channels=a["channels"], val_fraction=a["val_fraction"])
         self.task.set_epochs(a["epochs"])
+        world = self.ctx.world_size
+        if self.ctx.distributed:
+            self.task.set_shard(self.ctx.rank, world)
+            if self.task.num_train() < MIN_BATCH * world:
+                raise ConfigError("train", "data", f"{self.task.num_train()} training images cannot give each of "
+                                  f"{world} processes {MIN_BATCH}", "use fewer processes or more images")
         for summary in self.task.dataset_summaries():
             self._emit(ev.DATASET_SUMMARY, **summary)
         self.model, weights_report = self._initial_model()
@@ -199,6 +263,9 @@ class Trainer:
             self.batch_size = int(self._resumed["train_state"]["batch_size"])
         else:
             self.batch_size = self._auto_batch() if a["batch_size"] == "auto" else int(a["batch_size"])
+        if self.batch_size < MIN_BATCH * world:
+            raise ConfigError("train", "batch_size", f"{self.batch_size} is the global batch of {world} processes: "
+                              f"each needs {MIN_BATCH} images", f"use a batch_size >= {MIN_BATCH * world}")
         self._build_optimizer()
         if self.resume_path is not None:
             self._load_state(self._resumed)
@@ -206,9 +273,15 @@ class Trainer:
         elif a["learning_type"] == "incremental" and not weights_report["new"]:
             # the stored model is the one to beat; with new classes (a new head) there is nothing to compare
             self.baseline_fitness = self.best_fitness = self._validate().fitness
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        write_yaml(self.run_dir / "args.yaml", {k: v for k, v in a.items() if k != "hyp"})
-        write_yaml(self.run_dir / "hyp.yaml", self.hyp)
+        if self.ctx.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            write_yaml(self.run_dir / "args.yaml", {k: v for k, v in a.items() if k != "hyp"})
+            write_yaml(self.run_dir / "hyp.yaml", self.hyp)
+        # CUDA DDP: batch norms with the statistics of the whole batch (the same parameters and buffers,
+        # so the optimiser and the EMA, built above, are unchanged; auto-batch probed a plain copy)
+        self.model = ddp.sync_batchnorm(self.model, self.ctx)
+        # the module that runs forward: DDP around the model (which the optimiser, EMA and checkpoints use)
+        self.net = ddp.wrap(self.model, self.ctx, sync_bn=False)
 
     def _initial_model(self) -> tuple[torch.nn.Module, dict[str, Any] | None]:
         """The model training starts from: seeded initialisation, then the start weights if any."""
@@ -250,17 +323,23 @@ class Trainer:
             probe_model.zero_grad(set_to_none=True)
 
         intercept, slope = measure_line(step, self.device)
-        # small datasets learn faster with more, smaller steps: at least 8 batches an epoch
-        cap = min(self.args["max_batch"], max(MIN_BATCH, self.task.num_train() // 8))
+        # small datasets learn faster with more, smaller steps: at least 8 batches an epoch; under
+        # DDP each process measures its own device and the batch is its part of the global batch
+        world = self.ctx.world_size
+        cap = min(self.args["max_batch"], max(MIN_BATCH, self.task.num_train() // 8 // world))
         choice = choose_batch(self.fixed_bytes, intercept, slope, self.memory_budget_bytes, cap)
-        if choice["fits"] < MIN_BATCH:
+        per_process, fits = choice["batch_size"], choice["fits"]
+        if self.ctx.distributed:  # the process with the least room decides for all
+            per_process, fits = (int(v) for v in ddp.all_reduce([per_process, fits], self.ctx, "min"))
+        if fits < MIN_BATCH:
             raise OutOfMemory(MIN_BATCH, int(SAFETY * (self.fixed_bytes + intercept + slope * MIN_BATCH)),
                               self.memory_budget_bytes, "even the smallest batch does not fit: use a smaller "
                                                         "model or imgsz, or raise memory_budget_bytes")
-        self._emit(ev.AUTOBATCH, batch_size=choice["batch_size"], budget_bytes=self.memory_budget_bytes,
+        self._emit(ev.AUTOBATCH, batch_size=per_process * world, budget_bytes=self.memory_budget_bytes,
                    per_sample_bytes=choice["per_sample_bytes"], device=str(self.device),
-                   fixed_bytes=choice["fixed_bytes"], estimate_bytes=choice["estimate_bytes"], cap=cap)
-        return choice["batch_size"]
+                   fixed_bytes=choice["fixed_bytes"], estimate_bytes=choice["estimate_bytes"], cap=cap,
+                   per_process=per_process, processes=world)
+        return per_process * world
 
     def _build_optimizer(self) -> None:
         self.accumulate = max(round(self.hyp["nbs"] / self.batch_size), 1)
@@ -290,17 +369,17 @@ class Trainer:
                 # batches in this optimiser step: the last group of an epoch may be shorter, and its
                 # mean must not be shrunk by the full accumulation count
                 group = min(self.accumulate, nb - (i - pending))
+                sync = pending + 1 >= self.accumulate or i == nb - 1  # this backward completes a step
                 if i == 0:  # the first step of every epoch is measured against the budget
                     with meter.measure():
-                        loss, parts = self._forward_backward(x, y, group)
+                        loss, parts, n = self._forward_backward(x, y, group, sync)
                     self._check_memory(meter.bytes, epoch)
                 else:
-                    loss, parts = self._forward_backward(x, y, group)
+                    loss, parts, n = self._forward_backward(x, y, group, sync)
                 pending += 1
                 if pending >= self.accumulate or i == nb - 1:  # no gradient crosses an epoch boundary
                     self._optimizer_step()
                     pending = 0
-                n = len(y)
                 loss_value = loss.item()
                 if not math.isfinite(loss_value):
                     raise TangoError(f"the loss became {loss_value} at epoch {epoch}, batch {i + 1}: lower lr0 "
@@ -309,6 +388,7 @@ class Trainer:
                 self._emit(ev.TRAIN_BATCH, epoch=epoch, total_epochs=epochs, step=i + 1, total_step=nb,
                            loss=loss_value, losses={k: float(v) for k, v in parts.items()}, lr=lr,
                            time=time.time() - self.t0, global_step=self.step, batch_size=n)
+            self._sync_state()
             val = self._validate()
             val_time = time.time()
             self._emit(ev.VAL_END, epoch=epoch, metrics=val.metrics, fitness=val.fitness, time=val_time - self.t0)
@@ -325,19 +405,39 @@ class Trainer:
             if improved:
                 self._save_best(val)
             self._save_last()
-            if epoch - self.best_epoch >= a["patience"]:
+            stop = ddp.broadcast_object(epoch - self.best_epoch >= a["patience"], self.ctx)  # rank 0 decides
+            if stop:
                 self.stopped_early = True
                 self._emit(ev.EARLY_STOP, epoch=epoch, best_epoch=self.best_epoch, best_fitness=self.best_fitness,
                            patience=a["patience"])
                 break
 
-    def _forward_backward(self, x: torch.Tensor, y: Any, group: int) -> tuple[torch.Tensor, dict[str, Any]]:
-        with self._autocast():
-            out = self.model(x)
-        loss, parts = self.task.loss(out, y)
-        scaled = loss / group
-        (self.scaler.scale(scaled) if self.scaler else scaled).backward()
-        return loss, parts
+    def _forward_backward(self, x: torch.Tensor, y: Any, group: int,
+                          sync: bool = True) -> tuple[torch.Tensor, dict[str, Any], int]:
+        """Forward and backward of one batch (this process's part of it under DDP); returns the
+        loss, its parts and the number of images, of the whole batch."""
+        with self._no_sync(sync):
+            with self._autocast():
+                out = self.net(x)
+            loss, parts = self.task.loss(out, y)
+            n, weight = len(y), 1.0
+            if self.ctx.distributed:
+                loss_all, parts, n = self._batch_mean(loss, parts, n)
+                # DDP averages the processes' gradients; weighting each process's mean by its share
+                # of the images makes that the gradient of the mean over the whole batch (parts may
+                # differ by one image)
+                weight = self.ctx.world_size * len(y) / n
+            scaled = loss * (weight / group)
+            (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+        return (loss_all if self.ctx.distributed else loss), parts, n
+
+    def _batch_mean(self, loss: torch.Tensor, parts: dict[str, Any], n: int) -> tuple[torch.Tensor, dict[str, Any], int]:
+        """The loss and its parts over the whole batch (the image-weighted mean of the processes'),
+        and its number of images: one all-reduce."""
+        values = [loss.detach().float().cpu()] + [torch.as_tensor(v).detach().float().cpu() for v in parts.values()]
+        total = ddp.all_reduce(torch.cat([torch.tensor([1.0]), torch.stack(values)]) * n, self.ctx)
+        count = float(total[0])
+        return total[1] / count, {k: total[2 + j] / count for j, k in enumerate(parts)}, int(round(count))
 
     def _optimizer_step(self) -> None:
         if self.scaler:
@@ -352,26 +452,38 @@ class Trainer:
     def _check_memory(self, measured: int, epoch: int) -> None:
         self.step_bytes = measured
         needed = int(SAFETY * (self.fixed_bytes + measured))
-        if needed > self.memory_budget_bytes:
+        over = needed > self.memory_budget_bytes
+        if self.ctx.distributed:  # one process over its budget: every process shrinks the batch together
+            over = bool(ddp.all_reduce(float(over), self.ctx, "max") > 0)
+        if over:
             raise OutOfMemory(self.batch_size, needed, self.memory_budget_bytes,
                               f"measured on the first step of epoch {epoch}")
 
     def _validate(self) -> ValResult:
-        model = self.ema.module if self.ema is not None else self.model
-        return self.task.validate(model, max(self.batch_size, 64), self.device, self.dtype, self.channels_last)
+        """Validate (the EMA when there is one).  Under DDP only rank 0 validates, on the whole
+        val split, and the others receive its metrics and fitness (not its details)."""
+        val = None
+        if self.ctx.is_main:
+            model = self.ema.module if self.ema is not None else self.model
+            val = self.task.validate(model, max(self.batch_size, 64), self.device, self.dtype, self.channels_last)
+        if not self.ctx.distributed:
+            return val
+        metrics, fitness = ddp.broadcast_object((val.metrics, val.fitness) if val is not None else None, self.ctx)
+        return val if val is not None else ValResult(metrics, fitness)
 
     # --- out of memory -----------------------------------------------------------------------------
     def _shrink_batch(self, exc: BaseException) -> None:
-        old = self.batch_size
-        if old <= MIN_BATCH:
+        old, smallest = self.batch_size, MIN_BATCH * self.ctx.world_size
+        if old <= smallest:
             raise OutOfMemory(old, getattr(exc, "needed", None), self.memory_budget_bytes,
                               "the smallest batch does not fit: use a smaller model or imgsz") from exc
         self.optimizer.zero_grad(set_to_none=True)
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
         last = self.weights_dir / "last.pt"
-        from_checkpoint = self.epoch > 0 and last.is_file()
-        self.batch_size = max(MIN_BATCH, old // 2)
+        # rank 0 wrote last.pt: its view decides (the run folder must be shared storage across nodes)
+        from_checkpoint = ddp.broadcast_object(self.epoch > 0 and last.is_file(), self.ctx)
+        self.batch_size = max(smallest, old // 2)
         self._build_optimizer()
         if from_checkpoint:
             self._load_state(ckpt.read_train_state(last))
@@ -389,6 +501,8 @@ class Trainer:
         return ckpt.cpu_state(self.ema.module if self.ema is not None else self.model)
 
     def _save_best(self, val: ValResult) -> None:
+        if not self.ctx.is_main:
+            return
         path = ckpt.write(self.weights_dir / "best.pt", self._deploy_weights(), dict(self._meta(), metrics=val.metrics))
         self._emit(ev.CHECKPOINT, path=str(path), kind="best", epoch=self.epoch - 1, fitness=val.fitness)
 
@@ -399,9 +513,12 @@ class Trainer:
                 "epoch": self.epoch, "step": self.step, "best_fitness": self.best_fitness,
                 "best_epoch": self.best_epoch, "baseline_fitness": self.baseline_fitness,
                 "batch_size": self.batch_size, "history": self.history, "rng": ckpt.rng_state(),
-                "scaler": self.scaler.state_dict() if self.scaler else None, "args": self.args}
+                "scaler": self.scaler.state_dict() if self.scaler else None, "args": self.args,
+                "processes": self.ctx.world_size}
 
     def _save_last(self) -> None:
+        if not self.ctx.is_main:
+            return
         path = ckpt.write(self.weights_dir / "last.pt", self._deploy_weights(), self._meta(), self._train_state())
         self._emit(ev.CHECKPOINT, path=str(path), kind="last", epoch=self.epoch - 1)
 
@@ -424,22 +541,31 @@ class Trainer:
     # --- the end -------------------------------------------------------------------------------------
     def _finish(self) -> TrainResult:
         best = self.weights_dir / "best.pt"
-        kept = "new"
-        if not best.is_file():  # incremental learning that never beat the stored model
-            best, kept = Path(self.args["weights"]), "previous"
-        final_model = self.task.build_model(self.args["model"]).to(self.device)
-        load_weights(final_model, best, strict=True)
-        if self.channels_last:
-            final_model = final_model.to(memory_format=torch.channels_last)
-        val = self.task.validate(final_model, max(self.batch_size, 64), self.device, self.dtype, self.channels_last)
-        self._emit(ev.VAL_PLOTS, epoch=self.best_epoch, class_names=list(self.task.classes), **self.task.plots(val))
         last = self.weights_dir / "last.pt"
-        self._emit(ev.TRAIN_END, best_model=str(best), size_bytes=best.stat().st_size, best_fitness=self.best_fitness,
-                   epochs_run=self.epoch, time=time.time() - self.t0, best_epoch=self.best_epoch,
-                   metrics=val.metrics, last_model=str(last), kept=kept, stopped_early=self.stopped_early)
-        return TrainResult(self.run_dir, best, last if last.is_file() else None, self.best_fitness, self.best_epoch,
-                           val.metrics, self.history, self.epoch, self.batch_size, self.stopped_early, kept,
-                           val.details)
+        kept, shared = "new", None
+        if self.ctx.is_main:  # under DDP rank 0 evaluates the best model; the others take its results
+            if not best.is_file():  # incremental learning that never beat the stored model
+                best, kept = Path(self.args["weights"]), "previous"
+            final_model = self.task.build_model(self.args["model"]).to(self.device)
+            load_weights(final_model, best, strict=True)
+            if self.channels_last:
+                final_model = final_model.to(memory_format=torch.channels_last)
+            val = self.task.validate(final_model, max(self.batch_size, 64), self.device, self.dtype,
+                                     self.channels_last)
+            self._emit(ev.VAL_PLOTS, epoch=self.best_epoch, class_names=list(self.task.classes),
+                       **self.task.plots(val))
+            self._emit(ev.TRAIN_END, best_model=str(best), size_bytes=best.stat().st_size,
+                       best_fitness=self.best_fitness, epochs_run=self.epoch, time=time.time() - self.t0,
+                       best_epoch=self.best_epoch, metrics=val.metrics, last_model=str(last), kept=kept,
+                       stopped_early=self.stopped_early, processes=self.ctx.world_size)
+            shared = (str(best), kept, val.metrics, last.is_file())
+        if self.ctx.distributed:
+            shared = ddp.broadcast_object(shared, self.ctx)
+        details = val.details if self.ctx.is_main else {}
+        best_path, kept, metrics, has_last = shared
+        return TrainResult(self.run_dir, Path(best_path), last if has_last else None, self.best_fitness,
+                           self.best_epoch, metrics, self.history, self.epoch, self.batch_size, self.stopped_early,
+                           kept, details)
 
 
 def next_run_dir(parent: Path) -> Path:
