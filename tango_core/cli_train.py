@@ -1,8 +1,15 @@
-"""``tango train`` and ``tango predict``: thin commands over tango_core.engine."""
+"""``tango train`` and ``tango predict``: thin commands over tango_core.engine.
+
+Data-parallel training: ``tango train ... --nproc-per-node N`` starts the same command under
+``torchrun`` with N processes on this machine; ``torchrun ... -m tango_core.cli train ...`` runs it
+directly (several machines too).  The trainer finds torchrun's environment and trains with DDP.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import typer
@@ -27,8 +34,43 @@ def _resume_arg(resume: str | None):
     return str(path / "weights" / "last.pt") if path.is_dir() else str(path)
 
 
+def _command_line(ctx: typer.Context, drop: tuple[str, ...]) -> list[str]:
+    """The arguments that give ``ctx.params`` again (without the ``drop`` parameters)."""
+    args: list[str] = []
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        argument = param.param_type_name == "argument"
+        if param.name in drop or value is None or (not argument and value == param.default):
+            continue
+        if argument:
+            args += [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
+        elif param.is_flag:
+            args.append(param.opts[0] if value else param.secondary_opts[0])
+        elif param.multiple:
+            for v in value:
+                args += [param.opts[0], str(v)]
+        else:
+            args += [param.opts[0], str(value)]
+    return args
+
+
+def _torchrun(nproc: str, args: list[str]) -> int:
+    """Run ``tango train args`` under torchrun with ``nproc`` processes on this machine."""
+    import shlex
+
+    from .engine._ddp import torchrun_command
+
+    cmd = torchrun_command(["-m", "tango_core.cli", "train", *args], nproc_per_node=nproc)
+    typer.echo(f"running: {cmd}", err=True)
+    env = dict(os.environ)
+    if nproc.isdigit():  # torchrun's default is one thread per process; share the CPUs out instead
+        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // int(nproc))))
+    return subprocess.call(shlex.split(cmd), env=env)
+
+
 @app.command()
 def train(
+    ctx: typer.Context,
     data: Path | None = typer.Argument(None, help="a dataset folder (with dataset.json) or a project folder"),
     project: Path | None = typer.Option(None, help="project folder: uses its dataset, model, hyp, learning type"),
     model: str | None = typer.Option(None, help="a registered model (tango models), e.g. resnet-cifar20"),
@@ -46,9 +88,16 @@ def train(
     learning_type: str | None = typer.Option(None, help="normal | transfer | incremental"),
     weights: Path | None = typer.Option(None, help="start weights (transfer / incremental / fine-tuning)"),
     tensorboard: bool = typer.Option(False, help="also write TensorBoard event files"),
+    nproc_per_node: str | None = typer.Option(
+        None, help="data-parallel training: start this command under torchrun with N processes on this "
+                   "machine ('gpu': one per GPU); --batch-size is then the global batch"),
 ) -> None:
     """Train a model; progress on the console, results in the run folder."""
+    if nproc_per_node is not None and "WORLD_SIZE" not in os.environ:
+        raise typer.Exit(_torchrun(nproc_per_node, _command_line(ctx, drop=("nproc_per_node",))))
     from .engine import train as _train
+
+    main_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun: rank 0 writes and reports
 
     overrides = {}
     if hyp is not None:
@@ -75,13 +124,17 @@ def train(
     if project is not None:
         from .project import Project
 
-        result = _train(Project.open(project), model, **kwargs)
+        proj = Project.open(project)
+        if not main_process:  # the project file is rank 0's to write (the trainer agrees on the run folder)
+            proj.save = lambda: proj.config_path
+        result = _train(proj, model, **kwargs)
     else:
         if data is None and not kwargs["resume"]:
             raise ConfigError("tango train", "data", "missing", "give a dataset folder, --project, or --resume")
         result = _train(str(data) if data is not None else None, model, **kwargs)
-    typer.echo(f"best: {result.best} (fitness {result.best_fitness:.4f}, epoch {result.best_epoch + 1})")
-    typer.echo("metrics: " + ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items()))
+    if main_process:
+        typer.echo(f"best: {result.best} (fitness {result.best_fitness:.4f}, epoch {result.best_epoch + 1})")
+        typer.echo("metrics: " + ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items()))
 
 
 @app.command()
