@@ -143,8 +143,16 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--images", type=int, default=200)
     ap.add_argument("--size", type=int, default=320)
+    ap.add_argument("--models", nargs="+", default=["yolov7", "yolov9-c", "yolov7-tiny", "yolov9-t"],
+                    help="models whose forward pass is timed (torch eager, batch 1)")
+    ap.add_argument("--only-forward", action="store_true", help="skip the mAP, NMS and augmentation rows")
     args = ap.parse_args()
     rows = []
+    for name in args.models:
+        ours, ref = bench_deploy(name, args.size)
+        rows.append((f"{name} forward {args.size}px, deploy graph", ours, "training graph, eval mode", ref))
+    if args.only_forward:
+        return _print(rows)
     ours, ref = bench_map(args.images)
     rows.append((f"mAP of {args.images} images x ~80 detections (DetectionEvaluator)", ours,
                  "pycocotools COCOeval evaluate + accumulate", ref))
@@ -153,9 +161,10 @@ def main() -> None:
     ours, ref = bench_augment(args.size)
     rows.append((f"training sample at {args.size}px (mosaic 4/9 + affine + HSV + flip)", ours,
                  "letterbox one image (resize + pad)", ref))
-    for name in ("yolov7", "yolov9-c"):
-        ours, ref = bench_deploy(name, args.size)
-        rows.append((f"{name} forward {args.size}px, deploy graph", ours, "training graph, eval mode", ref))
+    _print(rows)
+
+
+def _print(rows) -> None:
     print("| operation | time | baseline | baseline time | ratio |\n|---|---|---|---|---|")
     for op, t, base, tb in rows:
         print(f"| {op} | {t * 1e3:.1f} ms | {base} | {tb * 1e3:.1f} ms | {t / tb:.2f}x |")
