@@ -1,5 +1,6 @@
-"""Shared fixtures: a tiny classifier and detector, real exports of them (tango_core.export) and
-sample pictures; helpers are in deploy_helpers.py."""
+"""Shared fixtures: a tiny classifier and detector, real exports of them (tango_core.export),
+sample pictures, and fresh virtual environments (one per set of pins, for the session); helpers
+are in deploy_helpers.py."""
 
 from __future__ import annotations
 
@@ -9,13 +10,23 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-from deploy_helpers import CLASSES, TinyDetector
+from deploy_helpers import CLASSES, FreshVenvs, TinyDetector
 from PIL import Image
 
 
 @pytest.fixture(scope="session")
 def workdir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("deploy")
+
+
+@pytest.fixture(scope="session")
+def fresh_venv(workdir) -> FreshVenvs:
+    """``fresh_venv(package / "requirements.txt")`` -> the python of a fresh venv holding only those
+    pins; each distinct set is installed once per session (pip's cache makes later sessions fast)."""
+    venvs = FreshVenvs(workdir / "venvs")
+    yield venvs
+    if venvs.seconds:
+        print("\nfresh venvs: " + ", ".join(f"{k} {v:.0f} s" for k, v in venvs.seconds.items()))
 
 
 @pytest.fixture(scope="session")

@@ -6,64 +6,17 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
-import subprocess
-import sys
-import time
 
-import httpx
 import numpy as np
 import pytest
 import torch
-from deploy_helpers import clean_env, engine_probabilities
+from deploy_helpers import Server, engine_probabilities
 from PIL import Image
 
 from tango_core.deploy import deploy
 from tango_core.export._preprocess import to_input
 
 LIMIT = 200_000  # TANGO_MAX_BODY_BYTES of the server under test
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self, package, **env):
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "app.server:app", "--host", "127.0.0.1", "--port", str(self.port),
-             "--log-level", "warning"], cwd=package, env=clean_env(TANGO_MAX_BODY_BYTES=str(LIMIT), **env))
-        self.client = httpx.Client(base_url=self.url, timeout=60)
-        deadline = time.time() + 120
-        while True:
-            assert self.proc.poll() is None, "the server exited"
-            try:
-                self.client.get("/health/live")
-                break
-            except httpx.TransportError:
-                assert time.time() < deadline, "the server did not start"
-                time.sleep(0.1)
-
-    def wait_ready(self) -> httpx.Response:
-        deadline = time.time() + 120
-        while True:
-            r = self.client.get("/health/ready")
-            if r.status_code == 200 or "failed" in r.text:
-                return r
-            assert time.time() < deadline
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        self.client.close()
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +26,7 @@ def package(exports, workdir):
 
 @pytest.fixture(scope="module")
 def server(package):
-    s = Server(package.path)
+    s = Server(package.path, limit=LIMIT)
     yield s
     s.stop()
 
@@ -205,7 +158,7 @@ def test_a_model_that_fails_to_load_is_live_but_not_ready(package, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(package.path, broken)
     (broken / "model" / package.record["backends"]["onnxruntime"]["file"]).write_bytes(b"not an onnx model")
-    s = Server(broken)
+    s = Server(broken, limit=LIMIT)
     try:
         ready = s.wait_ready()
         assert ready.status_code == 503 and "failed to load" in ready.json()["error"]
