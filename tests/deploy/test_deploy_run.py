@@ -129,3 +129,96 @@ def test_runner_reads_video_files_and_reports_bad_inputs(exports, workdir, sampl
         count += 1
     assert count == 3
     assert json.loads((out / "predictions.json").read_text())["summary"]["inputs"] == 5
+
+
+# --- camera indexes -------------------------------------------------------------------------------
+# No camera can be opened here: opencv-python-headless opens an index only through V4L2
+# (/dev/videoN), this machine has no /dev/video* and no kernel modules (v4l2loopback) to make one,
+# and FFmpeg without libavdevice opens no device.  The first test runs the real OpenCV path to
+# "no camera"; the second puts an endless stand-in behind cv2.VideoCapture(int) to run the
+# runner's camera loop (index parsing, --every / --max-frames on a source that never ends, frame
+# colours, the annotated .mp4); OpenCV's device I/O itself is not tested.
+_FAKE_CAMERA = r"""
+import runpy, sys
+import cv2
+import numpy as np
+
+
+class FakeCamera:
+    # camera 0 only, endless like a webcam, 30 fps, BGR frames whose colour changes each frame
+    def __init__(self, index, *args):
+        self.n, self.opened = 0, index == 0
+
+    def isOpened(self):
+        return self.opened
+
+    def get(self, prop):
+        return 30.0 if prop == cv2.CAP_PROP_FPS else 0.0
+
+    def read(self):
+        frame = np.zeros((48, 64, 3), np.uint8)
+        frame[:] = ((self.n * 37) % 256, 200, 30)  # B, G, R
+        frame[:, : 4 * (self.n + 1)] = (0, 0, 255)
+        self.n += 1
+        return True, frame
+
+    def release(self):
+        self.opened = False
+
+
+real = cv2.VideoCapture
+cv2.VideoCapture = lambda src, *a: FakeCamera(src, *a) if isinstance(src, int) else real(src, *a)
+sys.argv = ["app.predict"] + sys.argv[1:]
+runpy.run_module("app.predict", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_runner_records_a_camera_index_it_cannot_open(exports, workdir, sample_images):
+    from pathlib import Path
+
+    if Path("/dev/video0").exists():
+        pytest.skip("this machine has a camera 0")
+    result = deploy(exports("onnx"), target="x86-cpu", out=workdir / "camera", measure=False)
+    image = sorted(sample_images.iterdir())[0]
+    data = run_runner(result.path, "0", image, out=workdir / "camera-none")
+    camera, picture = data["predictions"]
+    assert camera == {"source": "camera0", "error": "cannot open camera 0"}
+    assert picture["source"] == str(image) and "probabilities" in picture
+    assert data["summary"]["failed"] == 1
+
+
+def test_runner_reads_a_camera_index_through_opencv_videocapture(exports, workdir):
+    import subprocess
+    import sys
+
+    import cv2
+    from deploy_helpers import clean_env
+    from PIL import Image
+
+    result = deploy(exports("onnx"), target="x86-cpu", out=workdir / "camera-fake", measure=False)
+    out = workdir / "camera-fake-out"
+    proc = subprocess.run([sys.executable, "-c", _FAKE_CAMERA, "0", "1", "--every", "2", "--max-frames", "4",
+                           "--out", str(out)], cwd=result.path, env=clean_env(), capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 1, proc.stderr[-2000:]  # camera 1 does not open
+    data = json.loads((out / "predictions.json").read_text())
+    frames = [r for r in data["predictions"] if r["source"] == "camera0"]
+    assert [r["frame"] for r in frames] == [0, 2, 4, 6]  # every 2nd frame, stopped after 4
+    assert {"source": "camera1", "error": "cannot open camera 1"} in data["predictions"]
+    video = cv2.VideoCapture(str(out / "camera0.mp4"))
+    assert video.get(cv2.CAP_PROP_FPS) == pytest.approx(15.0)
+    count = 0
+    while video.read()[0]:
+        count += 1
+    assert count == 4
+    # each frame is predicted as the same picture in RGB would be (OpenCV's BGR converted)
+    stills = workdir / "camera-stills"
+    stills.mkdir(exist_ok=True)
+    for n in (0, 2, 4, 6):
+        rgb = np.zeros((48, 64, 3), np.uint8)
+        rgb[:] = (30, 200, (n * 37) % 256)
+        rgb[:, : 4 * (n + 1)] = (255, 0, 0)
+        Image.fromarray(rgb).save(stills / f"frame{n}.png")
+    still = run_runner(result.path, stills, out=workdir / "camera-stills-out", extra=("--no-images",))
+    for frame, picture in zip(frames, still["predictions"], strict=True):
+        np.testing.assert_allclose(frame["probabilities"], picture["probabilities"], rtol=0, atol=1e-6)
