@@ -7,6 +7,7 @@ failed, and writes the run under ``<project>/runs/train/<n>``.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -63,12 +64,19 @@ def _train_project(project, model: str | None, **kwargs: Any) -> TrainResult:
             raise ConfigError(source, "stages.training.info.run_dir", "no earlier training run to resume")
         kwargs["run_dir"] = Path(run)
     kwargs.setdefault("run_dir", next_run_dir(project.path("runs", "train")))
-    project.mark("training", "running", run_dir=str(kwargs["run_dir"]), model=model)
+    # under torchrun every process runs this; the project file is rank 0's to write (the trainer
+    # gives every rank rank 0's run folder)
+    main = int(os.environ.get("RANK", "0")) == 0
+    if main:
+        project.mark("training", "running", run_dir=str(kwargs["run_dir"]), model=model)
     try:
         result = Trainer(dataset, model, **kwargs).fit()
     except BaseException as exc:
-        project.mark("training", "failed", error=f"{type(exc).__name__}: {exc}")
+        if main:
+            project.mark("training", "failed", error=f"{type(exc).__name__}: {exc}")
         raise
+    if not main:
+        return result
     if cfg.classes != dataset.classes or cfg.model != model:
         project.set(classes=list(dataset.classes), model=model)
     project.mark("training", "completed", best_model=str(result.best), best_fitness=result.best_fitness,

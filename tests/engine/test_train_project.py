@@ -52,3 +52,18 @@ def test_resume_a_project_run(project_factory):
     # it continues the same run folder from its last.pt
     resumed = train(project, resume=True)
     assert resumed.run_dir == first.run_dir and resumed.epochs_run == 1
+
+
+def test_only_rank_0_writes_the_project_under_torchrun(project_factory, monkeypatch):
+    # every torchrun process runs train(project); the others must leave the project file alone
+    project = project_factory("r")
+    make_image_dataset(project.path("data"))
+    project.set(dataset="data", hyp={"fliplr": 0.0})
+    before = project.config_path.read_bytes()
+    monkeypatch.setenv("RANK", "1")  # a second process's view (WORLD_SIZE unset: it trains alone here)
+    statuses = []
+    project.events.subscribe("stage_status", lambda e: statuses.append(e["status"]))
+    result = train(project, epochs=1, batch_size=4, imgsz=16, amp="off", distributed=False)
+    assert result.best.is_file()
+    assert statuses == [] and project.config_path.read_bytes() == before
+    assert Project.open(project.root).stages["training"].status == "ready"
