@@ -8,17 +8,26 @@ RDB storages (SQLite, PostgreSQL, MySQL) get Optuna's heartbeat: a worker that d
 stops beating, another worker marks its trial failed after ``grace_period`` seconds and a retry
 with the same parameters is queued.  On the same machine a dead worker is noticed at once, by
 its process id, which also covers journal files (they have no heartbeat).
+
+A worker checks the budget and takes its next trial under :class:`BudgetLock`, so that the
+budget is exact with any number of workers.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, require
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: budget_lock falls back to a lock of this process
+    fcntl = None  # type: ignore[assignment]
 
 #: seconds between heartbeats (TANGO_HEARTBEAT_S overrides); a trial is stale after GRACE_FACTOR
 #: heartbeats are missed
@@ -78,7 +87,9 @@ def open_storage(where: str | os.PathLike | None = None, project: Any = None, he
         path.parent.mkdir(parents=True, exist_ok=True)
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-        return JournalStorage(JournalFileBackend(str(path)))
+        storage = JournalStorage(JournalFileBackend(str(path)))
+        storage._tango_url = url  # type: ignore[attr-defined]  (what budget_lock locks)
+        return storage
     if url.startswith("sqlite:///"):
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         # several local workers share one file: wait for the lock instead of failing at once
@@ -99,8 +110,10 @@ def open_storage(where: str | os.PathLike | None = None, project: Any = None, he
         try:
             with warnings.catch_warnings():  # the heartbeat is "experimental" since Optuna 2.9
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_s,
-                                  grace_period=GRACE_FACTOR * heartbeat_s, **{callback: retry_trial})
+                storage = RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_s,
+                                     grace_period=GRACE_FACTOR * heartbeat_s, **{callback: retry_trial})
+                storage._tango_url = url  # type: ignore[attr-defined]
+                return storage
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
             # workers started together on an empty database race to create Optuna's tables: the
             # loser finds them made on its next try
@@ -180,3 +193,90 @@ def reap_dead_trials(study) -> list[int]:
         retry_trial(study, t)
         reaped.append(t.number)
     return reaped
+
+
+# --- the budget ---------------------------------------------------------------------------------
+_LOCAL_LOCK = threading.Lock()
+
+
+class BudgetLock:
+    """A study-wide lock that a worker holds from its budget check until its next trial exists
+    (a queued one popped, or a new one made), so that workers checking the budget at the same
+    instant cannot together run more trials than it, nor two of them take one queued trial.
+
+    PostgreSQL: a session advisory lock (every machine sees it; the server drops it with a dead
+    worker's connection).  SQLite and journal files: an ``flock`` on ``<file>.tango-budget.lock``
+    (one machine, like the file; the kernel drops it with a dead process).  Any other storage: a
+    lock of this process only.  ``release()`` may be called more than once."""
+
+    def __init__(self, study) -> None:
+        self.name = study.study_name
+        storage = study._storage
+        backend = getattr(storage, "_backend", None)
+        self.url = str(getattr(storage, "_tango_url", None) or getattr(backend, "_tango_url", None) or "")
+        self.engine = getattr(backend, "engine", None) or getattr(storage, "engine", None)
+        self._release: Any = None
+
+    def acquire(self) -> BudgetLock:
+        if self._release is not None:
+            return self
+        if self.url.startswith("postgresql") and self.engine is not None:
+            self._release = self._advisory()
+        elif self.url.startswith(("sqlite:///", "journal:///")) and fcntl is not None:
+            self._release = self._flock(self.url.split(":///", 1)[1])
+        else:
+            _LOCAL_LOCK.acquire()
+            self._release = _LOCAL_LOCK.release
+        return self
+
+    def release(self) -> None:
+        release, self._release = self._release, None
+        if release is not None:
+            release()
+
+    def __enter__(self) -> BudgetLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+    def _advisory(self):
+        import zlib
+
+        from sqlalchemy import text
+
+        key = zlib.crc32(f"tango-budget:{self.name}".encode())  # fits PostgreSQL's bigint key
+        conn = self.engine.connect()
+        try:
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            conn.commit()
+        except BaseException:
+            conn.close()
+            raise
+
+        def release() -> None:
+            try:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                conn.commit()
+            finally:
+                conn.close()
+
+        return release
+
+    def _flock(self, path: str):
+        lock_path = Path(f"{path}.tango-budget.lock")
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            raise
+
+        def release() -> None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                os.close(fd)
+
+        return release

@@ -161,11 +161,15 @@ def run_worker(study, spec: dict[str, Any], objective: Callable, bus: ev.EventBu
     ``timeout_s`` passes, or nothing is left to do; returns how many this worker ran."""
     import optuna
 
+    from ._storage import BudgetLock
+
     deadline = time.time() + timeout_s if timeout_s else None
     study_name = study.study_name
     ran = 0
+    lock = BudgetLock(study)
 
     def wrapped(trial: optuna.Trial):
+        lock.release()  # this worker's trial exists (popped or made): the others may look at the budget
         _first_heartbeat(study, trial)
         trial.set_user_attr(WORKER_ATTR, worker_id())
         return objective(trial)
@@ -184,15 +188,25 @@ def run_worker(study, spec: dict[str, Any], objective: Callable, bus: ev.EventBu
         if trials is None and deadline is None:
             raise ConfigError("tune", "budget", "no budget: neither trials nor a time limit",
                               "pass trials=N and/or timeout_min=M")
-        if trials is not None and budget_used(study) >= trials and not waiting(study):
-            # a trial still running elsewhere may belong to a dead worker: its retry will need a
-            # worker, so stay until every trial has finished (or gone stale and been queued again)
-            # where a dead worker can be told: by heartbeat, or by process id on this machine
-            if not _resolvable_running(study):
-                break
-            time.sleep(poll_s)
-            continue
-        study.optimize(wrapped, n_trials=1, catch=catch, callbacks=[finished], gc_after_trial=True)
+        if trials is not None:
+            # the check and the taking of a trial are one step for all workers (a lock in the
+            # storage): two workers that found one trial left, or one queued retry, would each
+            # have taken one, and the study would have run more than its budget
+            lock.acquire()
+            if budget_used(study) >= trials and not waiting(study):
+                lock.release()
+                # a trial still running elsewhere may belong to a dead worker: its retry will need
+                # a worker, so stay until every trial has finished (or gone stale and been queued
+                # again) where a dead worker can be told: by heartbeat, or by process id here
+                if not _resolvable_running(study):
+                    break
+                time.sleep(poll_s)
+                continue
+            # past the budget only a queued trial (a retry) is left, and study.ask() pops it first
+        try:
+            study.optimize(wrapped, n_trials=1, catch=catch, callbacks=[finished], gc_after_trial=True)
+        finally:
+            lock.release()  # when the trial failed before its objective ran
         ran += 1
     return ran
 

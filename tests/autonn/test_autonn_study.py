@@ -106,6 +106,59 @@ def test_a_dead_workers_trial_on_this_machine_is_failed_and_retried(tmp_path, fi
     assert study.trials[1].params == study.trials[0].params  # the retry ran the lost trial's parameters
 
 
+@pytest.mark.parametrize("where", ["s.db", "s.log", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_workers_checking_the_budget_at_once_never_run_more_than_it(tmp_path, where, request, monkeypatch):
+    """Two workers find the budget spent but for a queued retry at the same instant: one takes the
+    retry, and the other must not make a trial of its own (it did without the budget lock: the
+    multi-worker PostgreSQL study ran one trial more than its budget)."""
+    import threading
+
+    import optuna
+
+    from tango_core.autonn import _study
+    from tango_core.autonn._storage import retry_trial
+
+    url = request.getfixturevalue("pg_url") if where == "postgres" else tmp_path / where
+    name = f"race-{tmp_path.name}"
+    storage = open_storage(url)
+    study, spec = open_study(storage, name, _spec(), seed=0)
+    bus = ev.EventBus()
+    run_worker(study, spec, _objective(bus), bus, trials=1, timeout_s=None)  # trial 0 done
+    lost = study.ask({"x": optuna.distributions.FloatDistribution(-3, 3)})  # trial 1: its worker died
+    study.tell(lost, state=optuna.trial.TrialState.FAIL)
+    retry_trial(study, study.trials[1])  # trial 2: the retry, waiting
+    assert budget_used(study) == 2 and _study.waiting(study) == 1
+
+    together = threading.Barrier(2, timeout=2)
+    waiting = _study.waiting
+
+    def waiting_together(s):  # both workers look at the queue at the same moment (when they can)
+        try:
+            together.wait()
+        except threading.BrokenBarrierError:  # the other one cannot come: it waits for the lock
+            pass
+        return waiting(s)
+
+    monkeypatch.setattr(_study, "waiting", waiting_together)
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            mine, _ = open_study(storage, name, None)
+            run_worker(mine, spec, _objective(ev.EventBus()), ev.EventBus(), trials=2, timeout_s=None, poll_s=0.1)
+        except BaseException as exc:  # noqa: B036 (reported below)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors and not any(t.is_alive() for t in threads)
+    states = [t.state.name for t in study.get_trials(deepcopy=False)]
+    assert states == ["COMPLETE", "FAIL", "COMPLETE"], states  # the retry ran, and nothing more
+
+
 def test_a_stored_study_replays_as_valid_events(tmp_path):
     storage = open_storage(tmp_path / "s.db")
     study, spec = open_study(storage, "s", _spec(), seed=0)
