@@ -56,6 +56,32 @@ def test_predict_upload_equals_the_engine(server, classifier, sample_images, exp
         assert len(upload.json()["top_k"]) == 2 and len(raw.json()["top_k"]) == 3
 
 
+def test_concurrent_requests_get_the_same_answers_as_one_at_a_time(server, sample_images):
+    """A fast model runs on the event loop when its request is alone, in the thread pool when
+    others are in flight: both paths answer alike."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    server.wait_ready()
+    images = sorted(sample_images.iterdir())
+    alone = {i.name: server.client.post("/predict", content=i.read_bytes(),
+                                        headers={"Content-Type": "image/png" if i.suffix == ".png" else "image/jpeg"}
+                                        ).json()["probabilities"] for i in images}
+
+    def one(image):
+        with httpx.Client(base_url=str(server.client.base_url), timeout=60) as c:
+            kind = "image/png" if image.suffix == ".png" else "image/jpeg"
+            r = c.post("/predict", content=image.read_bytes(), headers={"Content-Type": kind})
+            return image.name, r.status_code, r.json()["probabilities"]
+
+    with ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(one, images * 4))
+    assert all(code == 200 for _, code, _ in together)
+    for name, _, probs in together:
+        assert np.abs(np.asarray(probs) - np.asarray(alone[name])).max() <= 1e-6
+
+
 def test_v2_metadata_and_infer_equal_the_pytorch_model(server, package, classifier, sample_images, exports):
     name = package.record["name"]
     server.wait_ready()
