@@ -99,7 +99,7 @@ class Project:
     """Open with :meth:`Project.open`, make with :meth:`Project.create`."""
 
     def __init__(self, root: Path, config: ProjectConfig, stages: dict[str, StageStatus]):
-        self.root = Path(root)
+        self.root = Path(root).absolute()  # stays valid when the working directory changes
         self.config = config
         self.stages = stages
         self.events = ev.EventBus()

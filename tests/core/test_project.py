@@ -273,3 +273,16 @@ def test_unquoted_yaml_timestamps_are_read_as_the_strings_tango_writes(tmp_path)
     assert again.config.created == "2026-11-25T18:40:00+00:00"
     again.mark("data", "completed")
     assert yaml.safe_load(p.config_path.read_text())["project"]["created"] == "2026-11-25T18:40:00+00:00"
+
+
+def test_a_project_made_from_a_relative_path_keeps_working_from_anywhere(tmp_path, monkeypatch):
+    # paths the project records (run folders, best weights) must not be relative to where it was made
+    monkeypatch.chdir(tmp_path)
+    project = Project.create("p", name="p", task="classification", target="x86-cpu")
+    assert project.root == tmp_path / "p" and project.path("runs") == tmp_path / "p" / "runs"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert Project.open(tmp_path / "p").path("data") == tmp_path / "p" / "data"
+    assert Project.open("../p").root == tmp_path / "elsewhere" / ".." / "p"
+    assert Project.open("../p").path("data").resolve() == tmp_path / "p" / "data"
