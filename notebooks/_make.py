@@ -1,7 +1,8 @@
 """Builds the guided notebooks from the cell lists in notebooks/_cells/*.py.
 
 Each source file holds cells separated by lines ``# %% [markdown]``, ``# %%`` or
-``# %% [parameters]`` (a code cell tagged ``parameters`` for papermill).  Run
+``# %% [parameters]`` (a code cell tagged ``parameters`` for papermill); ``# %% [install EXTRAS]``
+stands for the install cell of ``_install_cell.py`` with the notebook's extras.  Run
 ``python notebooks/_make.py`` after editing a source; tests check the .ipynb files are current.
 """
 
@@ -14,16 +15,22 @@ from pathlib import Path
 import nbformat
 
 HERE = Path(__file__).resolve().parent
-MARK = re.compile(r"^# %%(?: \[(markdown|parameters)\])?\s*$")
+MARK = re.compile(r"^# %%(?: \[(markdown|parameters|install) ?([\w,]*)\])?\s*$")
+INSTALL = HERE / "_install_cell.py"  # one install cell for every notebook, with its extras
 
 
 def parse(source: str) -> list[nbformat.NotebookNode]:
-    cells, kind, lines = [], None, []
+    cells, kind, lines, extras = [], None, [], ""
 
     def flush():
         if kind is None:
             return
         text = "\n".join(lines).strip("\n")
+        if kind == "install":
+            body = INSTALL.read_text().split("\n# %%\n", 1)[1]
+            text = body.strip("\n").replace("{extras}", extras)
+            cells.append(nbformat.v4.new_code_cell(text))
+            return
         if kind == "markdown":
             text = "\n".join(line[2:] if line.startswith("# ") else line.lstrip("#") for line in text.splitlines())
             cells.append(nbformat.v4.new_markdown_cell(text))
@@ -37,7 +44,7 @@ def parse(source: str) -> list[nbformat.NotebookNode]:
         m = MARK.match(line)
         if m:
             flush()
-            kind, lines = (m.group(1) or "code"), []
+            kind, lines, extras = (m.group(1) or "code"), [], m.group(2) or ""
         else:
             lines.append(line)
     flush()
