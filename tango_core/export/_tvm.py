@@ -7,10 +7,13 @@ the target, so a second export of the same model reuses the log instead of tunin
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import inspect
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,6 +33,13 @@ ARCH_TARGETS: dict[str, dict[str, Any]] = {
 }
 
 
+#: part of the tuning-log key: logs written by another way of extracting tasks are not mixed in
+TUNING_VERSION = "tango-tvm-tuning-2"
+#: tasks that differ only around the same anchor block (a convolution with or without a residual
+#: add) share one tuning task and one record
+MODULE_EQUALITY = "anchor-block"
+
+
 def target_spec(arch: str, cores: int) -> dict[str, Any]:
     tvm = require("tvm", "tvm", "compiling with TVM")
     if arch == "native":
@@ -44,37 +54,194 @@ def cache_root(option: str | None) -> Path:
     return base / "tango" / "tvm"
 
 
-def _tune(mod, target, work_dir: Path, budget_s: float, trials: int, log: list[str]) -> None:
-    """MetaSchedule with a wall-clock budget: a measure callback stops every task when it runs out."""
+@contextlib.contextmanager
+def _quick_getmodule():
+    """Memoise ``inspect.getmodule`` for frames while TVM parses its TVMScript libraries.
+
+    MetaSchedule imports ``tvm.s_tir.tensor_intrin`` (about 250 TVMScript functions) on first use;
+    each function's decorator calls ``inspect.stack()``, which for every ``<frozen importlib>`` frame
+    scans all of ``sys.modules``.  In a process that has imported torch and the exporters that
+    import took 100-190 s here; memoised per file name it takes a few seconds.
+    """
+    original = inspect.getmodule
+    memo: dict[str, Any] = {}
+
+    def getmodule(obj, _filename=None):
+        if _filename is not None and (inspect.isframe(obj) or inspect.iscode(obj)):
+            if _filename not in memo:
+                memo[_filename] = original(obj, _filename)
+            return memo[_filename]
+        return original(obj, _filename)
+
+    inspect.getmodule = getmodule
+    try:
+        yield
+    finally:
+        inspect.getmodule = original
+
+
+def _tune(mod, target, work_dir: Path, budget_s: float, trials: int, log: list[str],
+          skip: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """MetaSchedule within a wall-clock budget, every candidate built and timed in this process.
+
+    What a short budget went on before (2-core machine): MetaSchedule's LocalBuilder starts a fresh
+    pool of worker processes for every batch and each worker imports TVM first, so a batch of 8
+    took about 2 minutes to build; the evolutionary search's default population (512) cost over a
+    minute per batch; and importing ``tvm.s_tir.tensor_intrin`` took 100 s in a process that has
+    imported torch (see :func:`_quick_getmodule`).  Here
+
+    * the builder calls LocalBuilder's own build function in this process and keeps the module in
+      memory, and the runner times it in this process (no tar, no link, no worker process);
+    * the population is scaled to the budget per task (:func:`_population`);
+    * tasks are deduplicated by their anchor block (a convolution with or without a residual add
+      is one task; ResNet-CIFAR-20 has 11 instead of 14), the most expensive (FLOPs x uses) first;
+    * after every task has had one batch, a task below 2 % of the weighted latency stops, so the
+      rest of the budget goes round the big ones; when the budget is spent every task stops (the
+      round-robin scheduler looks after every batch, so the budget holds to one batch);
+    * ``skip``: tasks an earlier run of the same log stopped that way are not tuned again.
+
+    Returns what happened: tasks, candidates measured, seconds, why it stopped.
+    """
+    import logging
+    import math
+
+    import tvm
     from tvm.ir.utils import derived_object
     from tvm.s_tir import meta_schedule as ms
+    from tvm.s_tir.meta_schedule.builder.local_builder import default_build
+    from tvm.s_tir.meta_schedule.runner.local_runner import LocalRunnerFuture
+    from tvm.s_tir.meta_schedule.runner.utils import alloc_argument_common, run_evaluator_common
 
-    deadline = time.monotonic() + budget_s
+    started = time.monotonic()
+    deadline = started + budget_s
+    if "tvm.s_tir.tensor_intrin" not in sys.modules:
+        with _quick_getmodule():
+            import tvm.s_tir.tensor_intrin  # noqa: F401  what every TuneContext and build imports
+    cores = max(1, int(target.attrs.get("num-cores", os.cpu_count() or 1)))
+    extracted = [t for t in ms.relax_integration.extract_tasks(mod, target, module_equality=MODULE_EQUALITY)
+                 if t.task_name not in skip]
+    if not extracted:
+        return {"tasks": 0, "measured": 0, "failed": 0, "seconds": 0.0, "stopped": "finished",
+                "population": 0, "dropped": [], "untuned": []}
+    # most expensive first: if the budget ends within the first round, the cheap tasks are left
+    cost = [t.weight * max(1.0, float(tvm.s_tir.analysis.estimate_tir_flops(t.dispatched[0]))) for t in extracted]
+    extracted = [extracted[i] for i in sorted(range(len(extracted)), key=lambda i: -cost[i])]
+    population = _population(budget_s, len(extracted))
+    strategy = ms.search_strategy.EvolutionarySearch(
+        population_size=population, init_min_unmeasured=max(16, population // 2),
+        genetic_num_iters=2 if population < 256 else 4)
+    ms_logger = logging.getLogger("tvm.s_tir.meta_schedule")
+    if ms_logger.level == logging.NOTSET:  # the console gets warnings; the whole log is in work_dir/logs
+        ms_logger.setLevel(logging.WARNING)
+    contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
+        extracted, str(work_dir), strategy=strategy, num_threads=cores, seed=0)
+    modules: dict[str, Any] = {}  # artifact key -> built module, dropped once timed
+    stats: dict[str, Any] = {"measured": 0, "failed": 0, "skipped": 0, "stopped": None, "dropped": []}
+    best: dict[int, float] = {}  # task -> best measured seconds
+    visited: set[int] = set()
+
+    @derived_object
+    class _Builder(ms.builder.PyBuilder):
+        """LocalBuilder's build function, run here; the module stays in memory under a key."""
+
+        def build(self, build_inputs):
+            results = []
+            for inp in build_inputs:
+                if time.monotonic() > deadline:  # the batch that crossed the deadline: time no more of it
+                    stats["skipped"] += 1
+                    results.append(ms.builder.BuilderResult(None, "tuning budget spent"))
+                    continue
+                try:
+                    key = f"tango-in-memory/{len(modules)}-{id(inp)}"
+                    modules[key] = default_build(inp.mod, inp.target, None)
+                    results.append(ms.builder.BuilderResult(key, None))
+                except Exception as exc:  # noqa: BLE001  a bad candidate is a failed build, as in LocalBuilder
+                    results.append(ms.builder.BuilderResult(None, f"build failed: {exc}"))
+            return results
+
+    config = ms.runner.EvaluatorConfig(number=3, repeat=1, min_repeat_ms=20, enable_cpu_cache_flush=False)
+    fill = tvm.get_global_func("tvm.contrib.random.random_fill_for_measure")
+
+    @derived_object
+    class _Runner(ms.runner.PyRunner):
+        """LocalRunner's timing, run here on the module the builder kept."""
+
+        def run(self, runner_inputs):
+            futures = []
+            for inp in runner_inputs:
+                try:
+                    device = tvm.runtime.device(str(inp.device_type), 0)
+                    args = alloc_argument_common(fill, device, [a.as_json() for a in inp.args_info], 1)
+                    costs = run_evaluator_common(modules[str(inp.artifact_path)], device, config, args)
+                    futures.append(LocalRunnerFuture(res=costs))
+                except Exception as exc:  # noqa: BLE001
+                    futures.append(LocalRunnerFuture(error_message=f"run failed: {exc}"))
+            return futures
 
     @derived_object
     class _Budget(ms.measure_callback.PyMeasureCallback):
+        """Records the timed candidates and drops their modules; stops every task once the budget
+        is spent and, once every task has had a batch, those below 2 % of the weighted latency."""
+
         def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results):
+            # what AddToDatabase does, less the candidates skipped for the budget: a failure is
+            # recorded as 1e10 s, and those were never built
+            database, ctx = task_scheduler.database_, task_scheduler.tasks_[task_id].ctx
+            workload = database.commit_workload(ctx.mod)
+            for cand, built, ran in zip(measure_candidates, builder_results, runner_results, strict=True):
+                if built.artifact_path is not None:
+                    modules.pop(str(built.artifact_path), None)
+                if built.error_msg != "tuning budget spent":
+                    database.commit_tuning_record(ms.database.TuningRecord(
+                        cand.sch.trace, workload, list(ran.run_secs) if ran.run_secs else [1e10], ctx.target,
+                        cand.args_info))
+            secs = [sum(r.run_secs) / len(r.run_secs) for r in runner_results if r.error_msg is None and r.run_secs]
+            skipped = sum(1 for b in builder_results if b.error_msg == "tuning budget spent")
+            stats["measured"] += len(secs)
+            stats["failed"] += len(runner_results) - len(secs) - skipped
+            visited.add(task_id)
+            if secs:
+                best[task_id] = min(best.get(task_id, math.inf), *(float(s) for s in secs))
+            records = task_scheduler.tasks_
+            alive = [i for i, task in enumerate(records) if not task.is_terminated]
             if time.monotonic() > deadline:
-                for i, task in enumerate(task_scheduler.tasks_):
-                    if not task.is_terminated:
+                stats["stopped"] = "budget"
+                for i in alive:
+                    task_scheduler.terminate_task(i)
+            elif len(visited) == len(records) and len(alive) > 1:
+                total = sum(weights[i] * best[i] for i in best)
+                for i in alive:
+                    if i in best and weights[i] * best[i] < 0.02 * total:
+                        stats["dropped"].append(contexts[i].task_name)
                         task_scheduler.terminate_task(i)
 
-    started = time.monotonic()
-    tasks = ms.relax_integration.extract_tasks(mod, target)
-    per_task = max(8, trials // max(1, len(tasks)))
-    ms.relax_integration.tune_relax(
-        mod, params={}, target=target, work_dir=str(work_dir), max_trials_global=trials,
-        max_trials_per_task=per_task, num_trials_per_iter=8,
-        # round-robin, not the gradient scheduler: the latter visits every task once before it
-        # looks at terminations, which would overrun a short budget by a batch per task
-        task_scheduler="round-robin",
-        measure_callbacks=[*ms.MeasureCallback.create("default"), _Budget()],
-        # generous timeouts: a worker process imports TVM first, which takes tens of seconds on a
-        # busy machine, and the default 30 s would time out every candidate
-        builder=ms.builder.LocalBuilder(max_workers=max(1, (os.cpu_count() or 2) - 1), timeout_sec=120),
-        runner=ms.runner.LocalRunner(timeout_sec=120, evaluator_config=ms.runner.EvaluatorConfig(
-            number=3, repeat=1, min_repeat_ms=20)))
-    log.append(f"tuned {len(tasks)} tasks for {time.monotonic() - started:.0f} s (budget {budget_s:.0f} s)")
+    # time candidates on as many threads as the target has (a runner loaded earlier may have set 1)
+    tvm.get_global_func("runtime.config_threadpool")(1, cores)
+    try:
+        ms.tune_tasks(
+            tasks=contexts, task_weights=weights, work_dir=str(work_dir), max_trials_global=trials,
+            max_trials_per_task=trials, num_trials_per_iter=16, builder=_Builder(), runner=_Runner(),
+            database="json", cost_model=ms.cost_model.XGBModel(num_tuning_cores=cores),
+            measure_callbacks=[_Budget(), ms.measure_callback.UpdateCostModel()],
+            task_scheduler="round-robin", module_equality=MODULE_EQUALITY)
+    finally:
+        modules.clear()
+    seconds = time.monotonic() - started
+    if stats["stopped"] is None:  # every task ran out of candidates, or the trials were used up
+        stats["stopped"] = "trials" if stats["measured"] + stats["failed"] >= trials else "finished"
+    untuned = [contexts[i].task_name for i in range(len(contexts)) if i not in best]
+    log.append(f"tuned {len(contexts)} tasks for {seconds:.0f} s (budget {budget_s:.0f} s): {stats['measured']} "
+               f"candidates measured" + (f"; no measured schedule for {', '.join(untuned)}" if untuned else ""))
+    return {"tasks": len(contexts), "measured": stats["measured"], "failed": stats["failed"],
+            "seconds": round(seconds, 1), "stopped": stats["stopped"], "population": population,
+            "dropped": stats["dropped"], "untuned": untuned}
+
+
+def _population(budget_s: float, n_tasks: int) -> int:
+    """Evolutionary-search population for a budget: MetaSchedule's 512 costs over a minute per batch
+    on two cores; a short budget spread over many tasks gets 32-64, a long one the default."""
+    per_task = budget_s / max(1, n_tasks)
+    return int(min(512, max(32, 16 * round(per_task / 4))))
 
 
 @builder("tvm")
@@ -109,22 +276,15 @@ def build_tvm(ctx: Context) -> Artifacts:
             if cross:
                 raise ExportError("tvm", "tuning measures candidates on this CPU, so it cannot tune for "
                                          f"{arch}", "tune on the device with TVM's RPC runner, or drop tune")
-            key = hashlib.sha256(onnx_path.read_bytes() + json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+            key = hashlib.sha256(TUNING_VERSION.encode() + onnx_path.read_bytes()
+                                 + json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
             work_dir = cache_root(opts.get("tuning_cache")) / key
-            state_file = work_dir / "tango_tuning.json"
-            state = read_json(state_file) if state_file.is_file() else {"trials": 0, "seconds": 0.0}
-            if state["trials"] >= opts["tune_trials"] or state["seconds"] >= opts["tune_budget_s"]:
-                # the budget given before is spent (or the trials done): reuse the log as it is
-                notes.append(f"reused the tuning log in {work_dir}")
-            else:
-                work_dir.mkdir(parents=True, exist_ok=True)
-                started = time.monotonic()
-                _tune(mod, target, work_dir, opts["tune_budget_s"] - state["seconds"], opts["tune_trials"], notes)
-                state = {"trials": _records(work_dir), "seconds": state["seconds"] + time.monotonic() - started}
-                write_json(state_file, state)
-            with target:
-                mod = relax.transform.MetaScheduleApplyDatabase(str(work_dir))(mod)
-            tuning = {"log": str(work_dir), **state}
+            tuning = _tuned_log(mod, target, work_dir, opts["tune_budget_s"], opts["tune_trials"], notes)
+            from tvm.s_tir import meta_schedule as ms
+
+            with target, ms.database.JSONDatabase(work_dir=str(work_dir), module_equality=MODULE_EQUALITY):
+                mod = relax.transform.MetaScheduleApplyDatabase()(mod)
+            tuning["key"] = key
         try:
             executable = tvm.compile(mod, target=target)
         except Exception as exc:  # noqa: BLE001
@@ -137,6 +297,30 @@ def build_tvm(ctx: Context) -> Artifacts:
                      "needs a C compiler there); not verified here")
     return Artifacts(files={"model": path}, notes=notes, path=path, verify=None if cross else ("model", ""),
                      runtime_config={"target": spec, "tuning": tuning})
+
+
+def _tuned_log(mod, target, work_dir: Path, budget_s: float, trials: int, notes: list[str]) -> dict[str, Any]:
+    """Tune into ``work_dir`` unless the log there already had this budget (or these trials).
+
+    ``tango_tuning.json`` beside MetaSchedule's database keeps the budget granted so far: an export
+    with the same or a smaller budget reuses the log without tuning, a bigger budget tunes for the
+    difference, starting from the records already there.
+    """
+    state_file = work_dir / "tango_tuning.json"
+    state = read_json(state_file) if state_file.is_file() else {}
+    granted = float(state.get("budget_s", state.get("seconds", 0.0)))
+    if state and (state.get("trials", 0) >= trials or granted >= budget_s or state.get("finished")):
+        notes.append(f"reused the tuning log in {work_dir} ({state.get('trials', 0)} records from "
+                     f"{state.get('seconds', 0):.0f} s of tuning); not tuned again")
+        return {"log": str(work_dir), "reused": True, **state, "run": None}
+    work_dir.mkdir(parents=True, exist_ok=True)
+    run = _tune(mod, target, work_dir, budget_s - granted, max(1, trials - int(state.get("trials", 0))), notes,
+                skip=frozenset(state.get("dropped", [])))
+    state = {"trials": _records(work_dir), "seconds": round(float(state.get("seconds", 0.0)) + run["seconds"], 1),
+             "budget_s": float(budget_s), "finished": run["stopped"] == "finished",
+             "runs": int(state.get("runs", 0)) + 1, "dropped": sorted({*state.get("dropped", []), *run["dropped"]})}
+    write_json(state_file, state)
+    return {"log": str(work_dir), "reused": False, **state, "run": run}
 
 
 def _records(work_dir: Path) -> int:

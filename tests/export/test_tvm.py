@@ -1,0 +1,72 @@
+"""TVM tuning: MetaSchedule within a budget, its log kept and reused, more budget continues it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tango_core.errors import TangoError
+from tango_core.export import export, load_exported
+from tango_core.export._tvm import _onnx_op, _population
+from tests.export.conftest import IMGSZ, torch_outputs
+
+pytestmark = pytest.mark.slow
+
+
+def test_tuning_measures_within_its_budget_keeps_the_log_and_reuses_or_continues_it(random_model, tmp_path):
+    cache = tmp_path / "cache"
+    first = export(random_model, "tvm", out=tmp_path / "a", imgsz=IMGSZ, tune=True, tune_budget_s=10,
+                   tuning_cache=str(cache))
+    tuning = first.metadata["runtime_config"]["tuning"]
+    run = tuning["run"]
+    assert tuning["reused"] is False and run["tasks"] >= 3 and run["measured"] > 0 and run["failed"] == 0
+    # the budget holds to about one batch of candidates (plus the search's own overhead)
+    assert run["stopped"] in {"budget", "finished", "trials"} and run["seconds"] < 10 + 30
+    log = cache / tuning["key"]
+    records = (log / "database_tuning_record.json").read_text().splitlines()
+    assert len(records) == tuning["trials"] == run["measured"] and json.loads(records[0])
+    assert first.metadata["verification"]["passed"]
+    assert any("tuned" in note and "candidates measured" in note for note in first.metadata["notes"])
+
+    images = np.random.default_rng(0).standard_normal((2, 3, IMGSZ, IMGSZ)).astype(np.float32)
+    runner = load_exported(first.metadata_path)
+    np.testing.assert_allclose(runner(images[:1])[0], torch_outputs(random_model, images[:1]), atol=1e-4)
+
+    # the same budget again: the log is reused as it is, nothing is tuned
+    again = export(random_model, "tvm", out=tmp_path / "b", imgsz=IMGSZ, tune=True, tune_budget_s=10,
+                   tuning_cache=str(cache))
+    reused = again.metadata["runtime_config"]["tuning"]
+    assert reused["reused"] is True and reused["run"] is None and reused["key"] == tuning["key"]
+    assert len((log / "database_tuning_record.json").read_text().splitlines()) == len(records)
+    assert any("reused the tuning log" in note for note in again.metadata["notes"])
+    assert again.metadata["verification"]["passed"]
+
+    # a bigger budget tunes for the difference, adding to the records already there
+    more = export(random_model, "tvm", out=tmp_path / "c", imgsz=IMGSZ, tune=True, tune_budget_s=20,
+                  tuning_cache=str(cache))
+    grown = more.metadata["runtime_config"]["tuning"]
+    assert grown["reused"] is False and grown["runs"] == 2 and grown["budget_s"] == 20
+    assert grown["trials"] >= tuning["trials"] and grown["seconds"] >= tuning["seconds"]
+    assert more.metadata["verification"]["passed"]
+
+
+def test_tuning_for_another_cpu_is_refused_with_what_to_do(random_model, tmp_path):
+    with pytest.raises(TangoError) as err:
+        export(random_model, "tvm", out=tmp_path, imgsz=IMGSZ, arch="aarch64", tune=True, tune_budget_s=10)
+    message = str(err.value)
+    assert "aarch64" in message and "RPC" in message
+
+
+def test_population_scales_with_the_budget_per_task():
+    assert _population(10, 6) == 32  # a short budget over many tasks: a small population
+    assert _population(3600, 4) == 512  # a long one: MetaSchedule's default
+    assert 32 < _population(300, 6) < 512
+
+
+def test_unsupported_onnx_op_is_named_from_the_frontend_message():
+    # the message of the Relax frontend's check for unsupported operators (onnx_frontend.py)
+    message = "The following operators are not supported for frontend ONNX: GridSample"
+    assert _onnx_op(ValueError(message)) == "GridSample"
+    assert _onnx_op(ValueError("something else went wrong")) is None
