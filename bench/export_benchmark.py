@@ -61,13 +61,15 @@ def prepare(model: str, work: Path, epochs: int, seed: int = 0, weights: str | N
                                   f"({time.time() - started:.0f} s), best {result.metrics}")
 
 
-def check_targets(result, target: str = "x86-cpu") -> list[str]:
-    """The issue's targets, as ratios within this run."""
+def check_targets(result, target: str = "x86-cpu", chosen: str | None = None) -> list[str]:
+    """The issue's targets, as ratios within this run.  ``chosen``: the row ``tango export`` picked
+    for ``target`` in its own, separate measurement (``select_export``); by default the target's
+    rule applied to this table."""
     from tango_core.export._benchmark import default_row
 
     rows = {r["label"]: r for r in result.rows if not r.get("error")}
     lines = []
-    chosen = default_row(target)
+    chosen = chosen or default_row(target, result.rows)
     fastest = result.fastest()
     if chosen in rows:
         d = rows[chosen]
@@ -101,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--weights", nargs="*", default=[], metavar="MODEL=PATH",
                         help="weights trained before (skips training that model)")
+    parser.add_argument("--no-select", action="store_true",
+                        help="skip the separate select_export run (what `tango export` picks for x86-cpu)")
     parser.add_argument("--rows", default=None, help="comma-separated rows instead of the default, e.g. "
                                                       "onnx,openvino:fp32,tflite:int8")
     args = parser.parse_args(argv)
@@ -127,9 +131,21 @@ def main(argv: list[str] | None = None) -> int:
               f"({note}; {result.images} validation images; load average {load:.1f} at start, "
               f"{time.time() - started:.0f} s)\n")
         print(result.table())
-        targets = check_targets(result)
+        picked = None
+        if not args.no_select:
+            from tango_core.export import select_export
+
+            started = time.time()
+            sel = select_export(weights, target="x86-cpu", data=ds, calibration=ds, threads=args.threads,
+                                out=args.work / f"select-{model}", imgsz=MODELS[model][2])
+            picked = sel.metadata["selection"]["chosen"]
+            print(f"\nselect_export (x86-cpu, its own measurement, {time.time() - started:.0f} s): {picked}")
+            for label, why in sel.metadata["selection"]["why"].items():
+                print(f"  {label}: {why}")
+        targets = check_targets(result, chosen=picked)
         print("\n" + "\n".join(targets))
-        report[model] = {**result.to_dict(), "note": note, "targets": targets, "load_average": load}
+        report[model] = {**result.to_dict(), "note": note, "targets": targets, "load_average": load,
+                         "selected": picked}
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2, default=str))

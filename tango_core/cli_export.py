@@ -27,7 +27,7 @@ def _options(pairs: list[str]) -> dict[str, object]:
 
 def _options_for(fmt: str | None, formats: list[str], options: dict[str, object]) -> dict[str, object]:
     """With several formats, each gets the options it accepts; an option none accepts is an error."""
-    if fmt is None or len(formats) < 2:
+    if fmt in (None, "auto") or len(formats) < 2:
         return options
     from .export import get_format
 
@@ -62,7 +62,9 @@ def _show_format(name: str) -> None:
 @app.command("export")
 def export_command(
     model: str | None = typer.Argument(None, help="weights file (.pt) or registered model; default: the project's"),
-    format: list[str] = typer.Option([], "--format", "-f", help="format (repeatable); default: the target's first runtime"),
+    format: list[str] = typer.Option([], "--format", "-f", help="format (repeatable), or 'auto': every candidate of the target's select rule exported, "
+                                     "timed here, the fastest verified kept; default: auto where the target has a rule "
+                                     "(x86-cpu), else its first runtime"),
     project: Path | None = typer.Option(None, "--project", "-p", help="project folder"),
     out: Path | None = typer.Option(None, "--out", help="output folder (default: <project>/exports or ./exports)"),
     imgsz: str | None = typer.Option(None, help="input size: 640 or 480,640"),
@@ -114,6 +116,11 @@ def export_command(
                    f"  {state}\n  metadata: {result.metadata_path}")
         for note in result.metadata.get("notes") or []:
             typer.echo(f"  note: {note}")
+        selection = result.metadata.get("selection")
+        if selection:
+            typer.echo(f"  selected for {selection['target']} by latency on this machine: {selection['chosen']}")
+            for label, why in selection["why"].items():
+                typer.echo(f"    {label}: {why}")
 
 
 @app.command("benchmark")
@@ -148,7 +155,7 @@ def benchmark_command(
     options = {"imgsz": imgsz} if imgsz else {}
     result = benchmark(model, rows, data=data, calibration=calibration, threads=threads, runs=runs, out=out, **options)
     typer.echo(result.table())
-    chosen = default_row(target)
+    chosen = default_row(target, result.rows)
     fastest = result.fastest()
     default = next((r for r in result.rows if r["label"] == chosen and not r.get("error")), None)
     if default is not None:

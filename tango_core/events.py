@@ -42,6 +42,7 @@ EXPORT_START = "export_start"
 EXPORT_END = "export_end"
 VERIFY_END = "verify_end"
 BENCHMARK_ROW = "benchmark_row"
+EXPORT_SELECTED = "export_selected"
 DEPLOY_END = "deploy_end"
 # AutoNN
 TRIAL_START = "trial_start"
@@ -85,6 +86,8 @@ EVENT_FIELDS: dict[str, tuple[str, tuple[str, ...]]] = {
     VERIFY_END: ("an export was compared with PyTorch", ("format", "passed", "metrics")),
     BENCHMARK_ROW: ("one row of the export benchmark (error set when the row failed)",
                     ("label", "format", "precision", "inference_ms", "error")),
+    EXPORT_SELECTED: ("the target's fastest verified candidate was chosen (rows: every candidate's latency, "
+                      "metric and error)", ("target", "chosen", "path", "inference_ms", "rows")),
     DEPLOY_END: ("a deploy package was generated (tango_core.deploy also sends kind, runtime, files: the "
                  "number of files, memory_mi: the memory request from the measured peak)", ("target", "path")),
     TRIAL_START: ("an HPO / NAS trial begins; optional: arch (NAS: the architecture as data)",

@@ -39,6 +39,9 @@ class Target:
     os: str = ""
     deploy: dict[str, Any] = field(default_factory=dict)
     requires: list[str] = field(default_factory=list)
+    #: exports measured on this machine: {candidates: ["openvino", "onnx:int8", ...], max_drop,
+    #: prefer_within}; ``tango export`` without a format picks the fastest (export/_select.py)
+    select: dict[str, Any] = field(default_factory=dict)
     notes: str = ""
     source: str = ""
 
@@ -94,11 +97,39 @@ def target_from_dict(data: Any, source: str = "<dict>") -> Target:
     requires = data.get("requires") or []
     if not isinstance(requires, list) or not all(isinstance(r, str) for r in requires):
         raise ConfigError(source, "requires", "must be a list of field names the user supplies")
+    select = _check_select(data.get("select"), runtimes, source)
     fields = {k: v for k, v in data.items() if v is not None or k == "memory_gb"}
+    fields["select"] = select
     fields.setdefault("deploy", {})
     fields["deploy"] = dict(deploy)
     fields["requires"] = list(requires)
     return Target(source=source, **fields)
+
+
+def _check_select(select: Any, runtimes: list[str], source: str) -> dict[str, Any]:
+    if select in (None, {}):
+        return {}
+    if not isinstance(select, dict):
+        raise ConfigError(source, "select", "must be a mapping: {candidates: [format or format:precision, ...]}")
+    unknown = set(select) - {"by", "candidates", "max_drop", "prefer_within"}
+    if unknown:
+        raise ConfigError(source, f"select.{sorted(unknown)[0]}", "unknown field",
+                          "known: by, candidates, max_drop, prefer_within")
+    if select.get("by", "latency") != "latency":
+        raise ConfigError(source, "select.by", f"{select['by']!r} is not a rule", "use latency")
+    cands = select.get("candidates")
+    if not isinstance(cands, list) or not cands or not all(isinstance(c, str) for c in cands):
+        raise ConfigError(source, "select.candidates", "must be a non-empty list of 'format' or 'format:precision'")
+    for i, c in enumerate(cands):
+        fmt = c.partition(":")[0]
+        if fmt not in runtimes:
+            raise ConfigError(source, f"select.candidates[{i}]", f"{fmt!r} is not one of the target's runtimes",
+                              f"use one of {runtimes}")
+    for key, low, high in (("max_drop", 0.0, 1.0), ("prefer_within", 0.0, 1.0)):
+        v = select.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not low <= v <= high):
+            raise ConfigError(source, f"select.{key}", f"{v!r} must be a number from {low} to {high}")
+    return dict(select)
 
 
 def load_target_file(path: str | os.PathLike) -> Target:

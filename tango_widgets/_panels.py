@@ -278,9 +278,12 @@ def export_panel(app) -> widgets.Widget:
 
     p = app.project
     known = list_formats()
-    preferred = [f for f in p.target().runtimes if f in known]
-    formats = widgets.SelectMultiple(options=known, value=tuple(preferred[:1]), rows=min(8, len(known)),
-                                     description="formats")
+    target = p.target()
+    preferred = [f for f in target.runtimes if f in known]
+    # a target with a select rule (x86-cpu) defaults to "auto": its candidates measured here
+    options = (["auto"] if target.select else []) + known
+    formats = widgets.SelectMultiple(options=options, value=("auto",) if target.select else tuple(preferred[:1]),
+                                     rows=min(8, len(options)), description="formats")
     precision = widgets.Dropdown(options=["fp32", "fp16", "int8"], value="fp32", description="precision")
     go = _button("Export", "tango-app-export", "primary")
     table = widgets.HTML(_exports_html(p))
@@ -293,7 +296,7 @@ def export_panel(app) -> widgets.Widget:
             raise RuntimeError("no trained model yet: run the train step first")
         results, failed = [], []
         for fmt in formats.value:
-            opts = {} if precision.value == "fp32" else {"precision": precision.value}
+            opts = {} if precision.value == "fp32" or fmt == "auto" else {"precision": precision.value}
             try:
                 results.append(export(best, fmt, project=p, **opts) if best else export(None, fmt, project=p, **opts))
             except Exception as exc:  # noqa: BLE001 - one format failing does not stop the others
@@ -313,8 +316,11 @@ def _exports_html(project) -> str:
     exports = project.stages["export"].info.get("exports") or {}
     if not exports:
         return "<i>no exports yet</i>"
-    rows = "".join(f"<tr><td>{escape(k)}</td><td>{escape(v)}</td></tr>" for k, v in exports.items())
-    return f"<table class='tango-app-exports'><tr><th>format</th><th>metadata</th></tr>{rows}</table>"
+    selected = project.stages["export"].info.get("selected") or {}
+    rows = "".join(f"<tr><td>{escape(k)}</td><td>{escape(v)}</td><td>"
+                   f"{'fastest measured for ' + escape(selected['target']) if selected.get('export') == k else ''}"
+                   f"</td></tr>" for k, v in exports.items())
+    return (f"<table class='tango-app-exports'><tr><th>format</th><th>metadata</th><th></th></tr>{rows}</table>")
 
 
 # --- deploy -------------------------------------------------------------------------------------------

@@ -48,9 +48,14 @@ def project_exports(project: Any) -> dict[str, Path]:
 
 
 def choose_export(project: Any, target: Any, table: Table, kind: str) -> Path | None:
-    """The project's export for the target's most preferred runtime that the package kind carries."""
+    """The project's export that ``tango export`` selected for this target by measuring (when it
+    did, and the package kind carries it), else the one for the target's most preferred runtime."""
     exports = project_exports(project)
     allowed = table.packages[kind].runtimes
+    selected = project.stages["export"].info.get("selected") or {}
+    chosen = exports.get(selected.get("export", "")) if selected.get("target") == target.id else None
+    if chosen is not None and chosen.is_file() and read_json(chosen).get("runtime") in allowed:
+        return chosen
     for fmt in target.runtimes:
         candidates = [p for key, p in exports.items() if key == fmt or key.startswith(f"{fmt}_")]
         for meta_path in sorted(candidates, key=lambda p: (p.name.count("_"), str(p))):

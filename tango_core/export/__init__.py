@@ -44,5 +44,12 @@ def benchmark(*args, **kwargs):
     return _benchmark(*args, **kwargs)
 
 
+def select_export(*args, **kwargs):
+    """Export the target's candidates, time each here and keep the fastest; see :mod:`._select`."""
+    from ._select import select_export as _select_export
+
+    return _select_export(*args, **kwargs)
+
+
 __all__ = ["ExportError", "ExportResult", "VerificationError", "benchmark", "export", "get_format",
-           "list_formats", "load_exported", "read_metadata", "verify"]
+           "list_formats", "load_exported", "read_metadata", "select_export", "verify"]

@@ -208,12 +208,11 @@ def _pin_tensorflow_threads(threads: int) -> None:
         pass
 
 
-def default_row(target_id: str = "x86-cpu") -> str:
-    """The row label of what ``tango export`` picks for a target: its first runtime, at that
-    format's default precision."""
-    from ..targets import get_target
+def default_row(target_id: str = "x86-cpu", rows: list[dict[str, Any]] | None = None) -> str | None:
+    """The row label of what ``tango export`` picks for a target: by its ``select`` rule applied
+    to ``rows`` (a benchmark's rows) when it has one, else its first runtime at that format's
+    default precision."""
+    from ._select import default_label
 
-    fmt = get_target(target_id).runtimes[0]
-    precision = get_format(fmt).precisions[0]
-    return fmt if precision == "fp32" else f"{fmt} {precision}"
+    return default_label(target_id, rows)
 

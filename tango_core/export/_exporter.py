@@ -127,8 +127,8 @@ def _default_format(project) -> str:
     if project is None:
         raise ConfigError("export", "format", "no format given and no project to take it from",
                           "pass format='onnx' (tango_core.export.list_formats() lists them) or project=")
-    runtimes = project.target().runtimes
-    return runtimes[0]
+    target = project.target()
+    return "auto" if target.select else target.runtimes[0]
 
 
 def _output_meaning(task: str, index: int, nms: bool) -> str:
@@ -181,10 +181,17 @@ def export(model: nn.Module | str | os.PathLike | None = None, format: str | Non
     default the project's target's preferred runtime.  ``data``: held-out images for
     verification; ``calibration``: images for INT8 (both default to the project's dataset:
     ``val`` / ``test`` and ``train`` splits).  ``options``: the format's options (``imgsz``,
-    ``precision``, ``opset``...); unknown ones are rejected with a suggestion.
+    ``precision``, ``opset``...); unknown ones are rejected with a suggestion.  ``format="auto"``
+    (the default for a target with a ``select`` rule, such as ``x86-cpu``) exports every candidate
+    of the target, verifies and times each here and keeps the fastest (``select_export``).
     """
-    bus = events or (project.events if project is not None else ev.EventBus())
     fmt = format or _default_format(project)
+    if fmt == "auto":
+        from ._select import select_export
+
+        return select_export(model, project=project, out=out, data=data, calibration=calibration, events=events,
+                             threads=threads, task=task, class_names=class_names, **options)
+    bus = events or (project.events if project is not None else ev.EventBus())
     spec = get_format(fmt)
     opts = spec.validate(options)
     if spec.extra:

@@ -7,10 +7,10 @@ import textwrap
 import pytest
 import yaml
 
+from tango_core import targets as T
 from tango_core._io import atomic_write_text
 from tango_core.errors import ConfigError, TangoError
 from tango_core.events import STAGE_STATUS, Recorder
-from tango_core import targets as T
 from tango_core.project import CONFIG_NAME, STAGES, Project, ProjectConfig, StageStatus
 
 

@@ -213,7 +213,7 @@ def test_every_catalog_target_is_in_the_expected_table(builtin_catalog):
 @pytest.mark.parametrize("tid", sorted(CATALOG))
 def test_every_catalog_target_gets_a_sensible_model(builtin_catalog, tid):
     target = builtin_catalog.get_target(tid)
-    for (task, nc), expected in zip(CATALOG_ROWS, CATALOG[tid]):
+    for (task, nc), expected in zip(CATALOG_ROWS, CATALOG[tid], strict=True):
         rec = recommend(task, nc, target=tid)
         assert rec.model == expected, (tid, task, nc, rec.reason)
         assert rec.target == tid and rec.accelerator == target.accelerator

@@ -15,15 +15,18 @@ from tests.export.conftest import IMGSZ
 def test_project_export_uses_target_runtime_and_dataset(trained, digits, project_factory):
     from tango_core import events as ev
     from tango_core.events import Recorder
+    from tango_core.targets import get_target, register_target
 
     model, val = trained
-    project = project_factory("p", target="x86-cpu", classes=list(digits.classes), dataset=str(digits.root))
+    # a target without a `select` rule exports its first runtime (x86-cpu measures: test_select.py)
+    register_target({**get_target("x86-cpu").to_dict(), "id": "x86-first-runtime", "select": {}})
+    project = project_factory("p", target="x86-first-runtime", classes=list(digits.classes), dataset=str(digits.root))
     seen = Recorder(project.events)
     result = export(model, project=project, imgsz=IMGSZ)
     assert result.format == project.target().runtimes[0]
     assert result.path.parent == project.path("exports")
     meta = result.metadata
-    assert meta["target"] == "x86-cpu"
+    assert meta["target"] == "x86-first-runtime"
     assert meta["verification"]["images"] == len(val) and "'val'" in meta["verification"]["data"]
     metrics = meta["verification"]["metrics"]
     assert metrics["reference_accuracy"] - metrics["accuracy"] <= accuracy_allowance(0.01, len(val)) + 1e-9
@@ -79,7 +82,7 @@ def test_cli_benchmark_prints_one_table(digits, tmp_path):
     lines = [line for line in res.output.splitlines() if line.startswith("| ")]
     assert [line.split("|")[1].strip() for line in lines[1:]] == ["torch eager", "onnx", "onnx int8", "openvino bf16",
                                                                    "torchscript"]
-    assert f"x86-cpu exports {default_row('x86-cpu')} by default" in res.output
     rows = json.loads((tmp_path / "b.json").read_text())["rows"]
+    assert f"x86-cpu exports {default_row('x86-cpu', rows)} by default" in res.output
     assert all(r.get("inference_ms", 0) > 0 and not r.get("error") for r in rows)
     assert rows[0]["metric"] is not None and rows[2]["precision"] == "int8"

@@ -249,12 +249,12 @@ def test_whole_pipeline_train_and_export(project_factory, frontend):
     assert "training done" in app._message.value and resume.disabled
     frontend.click(app._buttons["export"])
     formats, side = app._body.children[0].children[0].children
-    first = get_target("x86-cpu").runtimes[0]
-    assert formats.value == (first,)                                 # the target's first runtime
+    assert get_target("x86-cpu").select and formats.value == ("auto",)  # the target's select rule
     frontend.click(side.children[1])
     assert project.stages["export"].status == "completed", app._message.value
-    assert first in project.stages["export"].info["exports"]
-    assert first in app._body.children[0].children[1].value
+    chosen = project.stages["export"].info["selected"]["export"]       # the fastest candidate measured here
+    assert chosen in project.stages["export"].info["exports"]
+    assert chosen in app._body.children[0].children[1].value and "fastest measured" in app._body.children[0].children[1].value
     frontend.click(app._buttons["deploy"])
     info, go, result = app._body.children[0].children
     frontend.click(go)
