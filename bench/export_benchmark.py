@@ -61,7 +61,8 @@ def prepare(model: str, work: Path, epochs: int, seed: int = 0, weights: str | N
                                   f"({time.time() - started:.0f} s), best {result.metrics}")
 
 
-def check_targets(result, target: str = "x86-cpu", chosen: str | None = None) -> list[str]:
+def check_targets(result, target: str = "x86-cpu", chosen: str | None = None,
+                  again: dict[str, float] | None = None) -> list[str]:
     """The issue's targets, as ratios within this run.  ``chosen``: the row ``tango export`` picked
     for ``target`` in its own, separate measurement (``select_export``); by default the target's
     rule applied to this table."""
@@ -76,6 +77,11 @@ def check_targets(result, target: str = "x86-cpu", chosen: str | None = None) ->
         within = d["inference_ms"] <= 1.10 * fastest["inference_ms"]
         lines.append(f"[{'PASS' if within else 'FAIL'}] {target} default ({chosen}) within 10% of the fastest row "
                      f"({fastest['label']}): {d['inference_ms'] / fastest['inference_ms']:.2f}x its latency")
+        if again and chosen in again:
+            best = min(again, key=again.get)
+            ratio = again[chosen] / again[best]
+            lines.append(f"[{'PASS' if ratio <= 1.10 else 'FAIL'}] the same, timed again interleaved (every runner "
+                         f"loaded, rounds a, b, c, a, b, c...): {ratio:.2f}x the fastest ({best})")
         lines.append(f"[{'PASS' if d['speedup'] >= 6 else 'FAIL'}] {target} default ({chosen}) >= 6x torch eager: "
                      f"{d['speedup']:.1f}x")
     for fp32, int8 in (("onnx", "onnx int8"), ("openvino", "openvino int8"), ("tflite", "tflite int8")):
@@ -142,10 +148,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nselect_export (x86-cpu, its own measurement, {time.time() - started:.0f} s): {picked}")
             for label, why in sel.metadata["selection"]["why"].items():
                 print(f"  {label}: {why}")
-        targets = check_targets(result, chosen=picked)
+        # every fast row again, interleaved, so that the ranking does not rest on one time window
+        from tango_core.export._benchmark import retime
+
+        quick = result.fastest()["inference_ms"]
+        fast = [r["label"] for r in result.rows if r.get("path") and r["inference_ms"] <= 4 * quick]
+        again = retime(result.rows, args.threads, rounds=9, runs=max(10, args.runs // 5), labels=fast)
+        print("\ninterleaved re-timing (ms): " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(again.items(),
+                                                                                         key=lambda kv: kv[1])))
+        targets = check_targets(result, chosen=picked, again=again)
         print("\n" + "\n".join(targets))
         report[model] = {**result.to_dict(), "note": note, "targets": targets, "load_average": load,
-                         "selected": picked}
+                         "selected": picked, "interleaved_ms": again}
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2, default=str))

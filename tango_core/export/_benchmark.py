@@ -79,6 +79,43 @@ def _median_ms(fn, runs: int, warmup: int) -> float:
     return 1000 * statistics.median(times)
 
 
+def interleaved_ms(fns: dict[str, Any], rounds: int = 7, runs: int = 20, warmup: int = 3) -> dict[str, float]:
+    """Median latency (ms) of each callable, timed in interleaved rounds (a, b, c, a, b, c, ...):
+    a slow spell of the machine (another process, a neighbour on the host, frequency changes)
+    then hits every candidate alike instead of whichever was being timed, so close rows keep
+    their order.  Each round re-warms a candidate (``warmup`` calls) before its ``runs``."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for label, fn in fns.items():
+            for _ in range(warmup):
+                fn()
+            for _ in range(runs):
+                started = time.perf_counter()
+                fn()
+                times[label].append(time.perf_counter() - started)
+    return {k: 1000 * statistics.median(v) for k, v in times.items()}
+
+
+def retime(rows: list[dict[str, Any]], threads: int, rounds: int = 7, runs: int = 20,
+           labels: list[str] | None = None, module: Any = None) -> dict[str, float]:
+    """Time the exports of benchmark ``rows`` (those with a ``path``; ``labels`` to pick some) again,
+    interleaved, with every runner loaded at once; label -> median ms."""
+    from ._runners import load_exported
+
+    fns: dict[str, Any] = {}
+    for r in rows:
+        if r.get("error") or not r.get("path") or (labels is not None and r["label"] not in labels):
+            continue
+        try:
+            runner = load_exported(f"{r['path']}.tango.json", threads=threads, module=module)
+            shape = [1, *runner.meta["input"]["shape"][1:]]
+            x = runner.to_file_input(np.zeros(shape, np.float32))
+        except Exception:  # noqa: BLE001  a row that cannot be reloaded keeps its first timing
+            continue
+        fns[r["label"]] = lambda f=runner, a=x: f.run_raw(a)
+    return interleaved_ms(fns, rounds=rounds, runs=runs)
+
+
 def _postprocess(task: str, meta: dict[str, Any]):
     if task == "classification":
         def post(outs: list[np.ndarray]) -> Any:
