@@ -223,6 +223,21 @@ def _openvino(path: Path, meta: dict[str, Any], threads: int, module: Any = None
     return Runner(meta, run)
 
 
+def tvm_threadpool(tvm: Any, threads: int) -> None:
+    """Give TVM's thread pool ``threads`` threads without pinning this thread to a core.
+
+    With thread binding on (its default) TVM pins the thread that launches its pool to the first
+    core, and every thread started from it afterwards (ONNX Runtime's, OpenVINO's, LiteRT's
+    pools) inherits that one-core mask: after one TVM run every other runtime in the process ran
+    2-3x slower on two cores.  Binding stays off unless ``TVM_BIND_THREADS`` is set; the mask is
+    restored in case a pool was bound before."""
+    os.environ.setdefault("TVM_BIND_THREADS", "0")
+    mask = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    tvm.get_global_func("runtime.config_threadpool")(1, threads)
+    if mask is not None and os.sched_getaffinity(0) != mask:
+        os.sched_setaffinity(0, mask)
+
+
 @runtime("tvm")
 def _tvm(path: Path, meta: dict[str, Any], threads: int, module: Any = None) -> Runner:
     tvm = require("tvm", "tvm", "running TVM modules")
@@ -231,7 +246,7 @@ def _tvm(path: Path, meta: dict[str, Any], threads: int, module: Any = None) -> 
     if path.suffix != ".so":
         raise DataError(path, "is a cross-compiled TVM module (object files to link on the device)",
                         "it runs on its target; export with arch=native to run it here")
-    tvm.get_global_func("runtime.config_threadpool")(1, threads)
+    tvm_threadpool(tvm, threads)
     lib = tvm.runtime.load_module(str(path))
     vm = relax.VirtualMachine(lib, tvm.cpu())
     main = vm["main"]

@@ -216,7 +216,9 @@ def _tune(mod, target, work_dir: Path, budget_s: float, trials: int, log: list[s
                         task_scheduler.terminate_task(i)
 
     # time candidates on as many threads as the target has (a runner loaded earlier may have set 1)
-    tvm.get_global_func("runtime.config_threadpool")(1, cores)
+    from ._runners import tvm_threadpool
+
+    tvm_threadpool(tvm, cores)
     try:
         ms.tune_tasks(
             tasks=contexts, task_weights=weights, work_dir=str(work_dir), max_trials_global=trials,

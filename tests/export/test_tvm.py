@@ -70,3 +70,37 @@ def test_unsupported_onnx_op_is_named_from_the_frontend_message():
     message = "The following operators are not supported for frontend ONNX: GridSample"
     assert _onnx_op(ValueError(message)) == "GridSample"
     assert _onnx_op(ValueError("something else went wrong")) is None
+
+
+def test_running_a_tvm_module_leaves_the_process_on_every_core(random_model, tmp_path):
+    """TVM's pool used to pin the launching thread to one core; threads started afterwards (every
+    other runtime's pool) inherited it and ran 2-3x slower.  Checked in a fresh process."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    import torch
+
+    path = tmp_path / "tiny.pt"
+    torch.save(random_model, path)
+    exported = export(random_model, "tvm", out=tmp_path / "t", imgsz=IMGSZ)
+    script = textwrap.dedent(f"""
+        import os, threading
+        import numpy as np
+        from tango_core.export import load_exported
+        before = os.sched_getaffinity(0)
+        runner = load_exported({str(exported.metadata_path)!r}, threads=2)
+        for _ in range(3):
+            runner(np.zeros((1, 3, {IMGSZ}, {IMGSZ}), np.float32))
+        seen = {{}}
+        t = threading.Thread(target=lambda: seen.update(mask=os.sched_getaffinity(0)))
+        t.start(); t.join()
+        print(len(before), len(os.sched_getaffinity(0)), len(seen["mask"]))
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "TVM_BIND_THREADS"}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300,
+                         cwd=os.getcwd())
+    assert out.returncode == 0, out.stderr[-2000:]
+    before, main, thread = map(int, out.stdout.split()[-3:])
+    assert main == before and thread == before, f"affinity {before} CPUs before, {main} / {thread} after a TVM run"

@@ -3,6 +3,7 @@ object files that TVM links on the device with the system C++ compiler (once; th
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,13 @@ class Backend:
         from tvm import relax
 
         if threads:
+            # TVM pins the calling thread to one core when it configures its pool; every thread
+            # started later (the server's) would inherit that mask, so binding stays off
+            os.environ.setdefault("TVM_BIND_THREADS", "0")
+            mask = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
             tvm.get_global_func("runtime.config_threadpool")(1, int(threads))
+            if mask is not None and os.sched_getaffinity(0) != mask:
+                os.sched_setaffinity(0, mask)
         self._tvm = tvm
         self.vm = relax.VirtualMachine(lib, tvm.cpu())
         self.main = self.vm["main"]
