@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
 
         quick = result.fastest()["inference_ms"]
         fast = [r["label"] for r in result.rows if r.get("path") and r["inference_ms"] <= 4 * quick]
-        again = retime(result.rows, args.threads, rounds=9, runs=max(10, args.runs // 5), labels=fast)
+        again = retime(result.rows, args.threads, rounds=9, runs=40, warmup=20, labels=fast)
         print("\ninterleaved re-timing (ms): " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(again.items(),
                                                                                          key=lambda kv: kv[1])))
         targets = check_targets(result, chosen=picked, again=again)

@@ -167,7 +167,7 @@ def select_export(model: Any = None, *, project: Any = None, target: str | None 
         qualified = [r["label"] for r in result.rows if r["label"] in labels and not r.get("error")
                      and r.get("verified")]
         if len(qualified) > 1:
-            again = retime(result.rows, threads, rounds=rounds, runs=max(5, runs // 5), labels=qualified)
+            again = retime(result.rows, threads, rounds=rounds, runs=20, warmup=10, labels=qualified)
             for r in result.rows:
                 if r["label"] in again:
                     r["first_ms"], r["inference_ms"] = r["inference_ms"], again[r["label"]]
