@@ -88,6 +88,8 @@ def check_targets(result, target: str = "x86-cpu", chosen: str | None = None,
         if fp32 in rows and int8 in rows:
             a, b = rows[fp32], rows[int8]
             speed = a["inference_ms"] / b["inference_ms"]
+            if again and fp32 in again and int8 in again:
+                speed = again[fp32] / again[int8]  # the interleaved figures, when both were re-timed
             lost = None if a["metric"] is None or b["metric"] is None else a["metric"] - b["metric"]
             ok = speed >= 2 and (lost is None or lost <= 0.01)
             lines.append(f"[{'PASS' if ok else 'FAIL'}] {int8}: {speed:.2f}x its fp32"
@@ -152,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         from tango_core.export._benchmark import retime
 
         quick = result.fastest()["inference_ms"]
-        fast = [r["label"] for r in result.rows if r.get("path") and r["inference_ms"] <= 4 * quick]
+        fast = [r["label"] for r in result.rows if r.get("path") and r["inference_ms"] <= 8 * quick]
         again = retime(result.rows, args.threads, rounds=9, runs=40, warmup=20, labels=fast)
         print("\ninterleaved re-timing (ms): " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(again.items(),
                                                                                          key=lambda kv: kv[1])))
