@@ -178,7 +178,7 @@ def export(model: nn.Module | str | os.PathLike | None = None, format: str | Non
 
     ``model``: an ``nn.Module``, a weights file or a registered model name; by default the
     project's trained weights.  ``format``: a row of the format table (``list_formats()``); by
-    default the project's target's preferred runtime.  ``data``: held-out images for
+    default the project's target's default (measured, see below, or its first runtime).  ``data``: held-out images for
     verification; ``calibration``: images for INT8 (both default to the project's dataset:
     ``val`` / ``test`` and ``train`` splits).  ``options``: the format's options (``imgsz``,
     ``precision``, ``opset``...); unknown ones are rejected with a suggestion.  ``format="auto"``
