@@ -91,15 +91,8 @@ def interleaved_ms(fns: dict[str, Any], rounds: int = 7, runs: int = 20, warmup:
     best: dict[str, float] = {k: float("inf") for k in fns}
     for _ in range(rounds):
         for label, fn in fns.items():
-            for _ in range(warmup):
-                fn()
-            times = []
-            for _ in range(runs):
-                started = time.perf_counter()
-                fn()
-                times.append(time.perf_counter() - started)
-            best[label] = min(best[label], statistics.median(times))
-    return {k: 1000 * v for k, v in best.items()}
+            best[label] = min(best[label], _median_ms(fn, runs, warmup))
+    return best
 
 
 def retime(rows: list[dict[str, Any]], threads: int, rounds: int = 7, runs: int = 20, warmup: int = 10,
