@@ -128,6 +128,9 @@ def select_export(model: Any = None, *, project: Any = None, target: str | None 
     rule = target_rule(tgt) or {"candidates": list(tgt.runtimes), "max_drop": DEFAULT_MAX_DROP,
                                 "prefer_within": DEFAULT_PREFER_WITHIN, "by": "latency"}
     where = f"{tgt.source or tgt.id}: select.candidates"
+    if options.get("precision") is not None:
+        raise ConfigError("export", "precision", "the measured default picks the precision with the format",
+                          "drop precision=, or name a format: export(model, 'onnx', precision='int8')")
     parsed = [parse_candidate(c, where) for c in (candidates or rule["candidates"])]
     max_drop = rule["max_drop"] if max_drop is None else float(max_drop)
     prefer_within = rule["prefer_within"] if prefer_within is None else float(prefer_within)

@@ -124,6 +124,8 @@ def test_select_without_calibration_leaves_int8_out_and_says_so(trained, tmp_pat
     from tango_core.export import select_export
 
     model, _ = trained
+    with pytest.raises(ConfigError, match="picks the precision"):
+        select_export(model, candidates=["onnx"], out=tmp_path, imgsz=IMGSZ, precision="int8")
     with pytest.raises(ConfigError, match="no candidate left"):
         select_export(model, candidates=["onnx:int8"], out=tmp_path, imgsz=IMGSZ)
     result = select_export(model, candidates=["onnx", "onnx:int8"], out=tmp_path, imgsz=IMGSZ, runs=5)
