@@ -18,7 +18,7 @@ from tango_core.engine import Trainer
 from tango_core.events import EventBus, Recorder
 
 ROOT = Path(__file__).resolve().parents[2]
-ARGS = dict(epochs=3, batch_size=16, imgsz=16, amp="off", seed=3, hyp={"fliplr": 0.5, "translate": 0.125})
+ARGS = dict(epochs=3, batch_size=16, imgsz=16, amp="off", seed=3, threads=1, hyp={"fliplr": 0.5, "translate": 0.125})
 
 CHILD = textwrap.dedent("""
     import sys, time

@@ -80,10 +80,6 @@ def test_running_a_tvm_module_leaves_the_process_on_every_core(random_model, tmp
     import sys
     import textwrap
 
-    import torch
-
-    path = tmp_path / "tiny.pt"
-    torch.save(random_model, path)
     exported = export(random_model, "tvm", out=tmp_path / "t", imgsz=IMGSZ)
     script = textwrap.dedent(f"""
         import os, threading
