@@ -320,7 +320,7 @@ def _exports_html(project) -> str:
     rows = "".join(f"<tr><td>{escape(k)}</td><td>{escape(v)}</td><td>"
                    f"{'fastest measured for ' + escape(selected['target']) if selected.get('export') == k else ''}"
                    f"</td></tr>" for k, v in exports.items())
-    return (f"<table class='tango-app-exports'><tr><th>format</th><th>metadata</th><th></th></tr>{rows}</table>")
+    return f"<table class='tango-app-exports'><tr><th>format</th><th>metadata</th><th></th></tr>{rows}</table>"
 
 
 # --- deploy -------------------------------------------------------------------------------------------

@@ -197,11 +197,7 @@ def export(model: nn.Module | str | os.PathLike | None = None, format: str | Non
     if spec.extra:
         _require_extra(spec)
 
-    if model is None:
-        model = project.trained_weights() if project is not None else None
-        if model is None:
-            raise ConfigError("export", "model", "no model given and the project has no trained weights",
-                              "train first, or pass a model / weights file")
+    model = model_or_trained(model, project)
     if project is not None:
         class_names = class_names or (project.config.classes or None)
         task = task or project.task
@@ -278,6 +274,16 @@ def export(model: nn.Module | str | os.PathLike | None = None, format: str | Non
         exports[fmt if default else f"{fmt}_{opts['precision']}"] = os.path.relpath(meta_path, project.root)
         project.mark("export", "completed", exports=exports)
     return result
+
+
+def model_or_trained(model: Any, project: Any) -> Any:
+    """``model``, else the project's trained weights; an error saying what to do without either."""
+    if model is None:
+        model = project.trained_weights() if project is not None else None
+        if model is None:
+            raise ConfigError("export", "model", "no model given and the project has no trained weights",
+                              "train first, or pass a model / weights file")
+    return model
 
 
 def _held_out_from(calibration: Any) -> Any:

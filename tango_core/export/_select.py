@@ -122,7 +122,7 @@ def select_export(model: Any = None, *, project: Any = None, target: str | None 
     candidate's latency, metric and why it was or was not chosen."""
     from ..targets import get_target
     from ._benchmark import benchmark, retime
-    from ._exporter import export
+    from ._exporter import export, model_or_trained
 
     tgt = get_target(target) if target else (project.target() if project is not None else get_target("x86-cpu"))
     rule = target_rule(tgt) or {"candidates": list(tgt.runtimes), "max_drop": DEFAULT_MAX_DROP,
@@ -135,11 +135,7 @@ def select_export(model: Any = None, *, project: Any = None, target: str | None 
     max_drop = rule["max_drop"] if max_drop is None else float(max_drop)
     prefer_within = rule["prefer_within"] if prefer_within is None else float(prefer_within)
 
-    if model is None:
-        model = project.trained_weights() if project is not None else None
-        if model is None:
-            raise ConfigError("export", "model", "no model given and the project has no trained weights",
-                              "train first, or pass a model / weights file")
+    model = model_or_trained(model, project)
     dataset = project.path(project.config.dataset) if project is not None and project.config.dataset else None
     data = data if data is not None else dataset
     calibration = calibration if calibration is not None else (dataset if dataset is not None else data)
