@@ -129,7 +129,7 @@ def _tune(mod, target, work_dir: Path, budget_s: float, trials: int, log: list[s
     population = _population(budget_s, len(extracted))
     strategy = ms.search_strategy.EvolutionarySearch(
         population_size=population, init_min_unmeasured=max(16, population // 2),
-        genetic_num_iters=2 if population < 256 else 4)
+        genetic_num_iters=2)
     ms_logger = logging.getLogger("tvm.s_tir.meta_schedule")
     if ms_logger.level == logging.NOTSET:  # the console gets warnings; the whole log is in work_dir/logs
         ms_logger.setLevel(logging.WARNING)
@@ -239,11 +239,17 @@ def _tune(mod, target, work_dir: Path, budget_s: float, trials: int, log: list[s
             "dropped": stats["dropped"], "untuned": untuned}
 
 
+#: the largest population: MetaSchedule's default (512, 4 genetic rounds) cost over a minute of
+#: search per batch of 16 on two cores, so a 1,800 s budget measured only 436 candidates and ended
+#: slower (3.7x ONNX Runtime) than a 600 s one with 224 (2.5x)
+MAX_POPULATION = 128
+
+
 def _population(budget_s: float, n_tasks: int) -> int:
-    """Evolutionary-search population for a budget: MetaSchedule's 512 costs over a minute per batch
-    on two cores; a short budget spread over many tasks gets 32-64, a long one the default."""
+    """Evolutionary-search population for a budget: a short budget spread over many tasks gets 32-64,
+    a long one :data:`MAX_POPULATION`; on a small CPU candidates measured buy more than search."""
     per_task = budget_s / max(1, n_tasks)
-    return int(min(512, max(32, 16 * round(per_task / 4))))
+    return int(min(MAX_POPULATION, max(32, 16 * round(per_task / 4))))
 
 
 @builder("tvm")

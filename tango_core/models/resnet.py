@@ -54,8 +54,27 @@ class _BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.pad = planes - in_planes
         self.stride = stride
+        self.proj: nn.Conv2d | None = None  # set by reparameterize(): the same shortcut as one conv
+
+    def reparameterize(self) -> None:
+        """The option-A shortcut (subsample, zero-pad channels) as the 1x1 strided convolution it
+        equals: weight 1 from input channel i to output channel ``pad // 2 + i``, 0 elsewhere.  The
+        output is bit-identical; exporters see a convolution, which INT8 runtimes quantise and fuse
+        with the residual add, instead of a Slice and a channel Pad they leave in float."""
+        if self.proj is not None or (self.stride == 1 and not self.pad):
+            return
+        cin = self.conv1.in_channels
+        proj = nn.Conv2d(cin, cin + self.pad, 1, self.stride, 0, bias=False).to(self.conv1.weight)
+        with torch.no_grad():
+            proj.weight.zero_()
+            idx = torch.arange(cin)
+            proj.weight[idx + self.pad // 2, idx, 0, 0] = 1.0
+        proj.weight.requires_grad_(False)
+        self.proj = proj
 
     def shortcut(self, x: torch.Tensor) -> torch.Tensor:
+        if self.proj is not None:
+            return self.proj(x)
         if self.stride != 1:
             x = x[:, :, :: self.stride, :: self.stride]
         if self.pad:
@@ -97,6 +116,14 @@ class CifarResNet(nn.Module):
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+
+    def reparameterize(self) -> CifarResNet:
+        """The inference form: every option-A shortcut as its equivalent fixed 1x1 convolution
+        (:meth:`_BasicBlock.reparameterize`); the outputs do not change.  Returns the model."""
+        for m in self.modules():
+            if isinstance(m, _BasicBlock):
+                m.reparameterize()
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu(self.bn1(self.conv1(x)))

@@ -9,7 +9,7 @@ import pytest
 
 from tango_core.errors import TangoError
 from tango_core.export import export, load_exported
-from tango_core.export._tvm import _onnx_op, _population
+from tango_core.export._tvm import MAX_POPULATION, _onnx_op, _population
 from tests.export.conftest import IMGSZ, torch_outputs
 
 pytestmark = pytest.mark.slow
@@ -61,8 +61,8 @@ def test_tuning_for_another_cpu_is_refused_with_what_to_do(random_model, tmp_pat
 
 def test_population_scales_with_the_budget_per_task():
     assert _population(10, 6) == 32  # a short budget over many tasks: a small population
-    assert _population(3600, 4) == 512  # a long one: MetaSchedule's default
-    assert 32 < _population(300, 6) < 512
+    assert _population(3600, 4) == MAX_POPULATION  # a long one: the cap, well under MetaSchedule's 512
+    assert 32 < _population(120, 6) < MAX_POPULATION
 
 
 def test_unsupported_onnx_op_is_named_from_the_frontend_message():

@@ -32,6 +32,29 @@ def test_option_a_shortcut_subsamples_and_zero_pads():
     assert s[:, :8].abs().sum() == 0 and s[:, 24:].abs().sum() == 0
 
 
+def test_reparameterized_shortcut_is_a_conv_with_bit_identical_output():
+    torch.manual_seed(0)
+    model = CifarResNet(20, num_classes=7).eval()
+    for m in model.modules():  # non-trivial statistics, so the check is not of zeros
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
+            m.bias.data.uniform_(-1, 1)
+    x = torch.randn(3, 3, 32, 32)
+    before = model(x)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    assert model.reparameterize() is model
+    projs = [b.proj for b in model.modules() if getattr(b, "proj", None) is not None]
+    assert [(p.in_channels, p.out_channels, p.stride) for p in projs] == [(16, 32, (2, 2)), (32, 64, (2, 2))]
+    assert torch.equal(model(x), before)
+    # the exported graph has no Slice / Pad left for INT8 runtimes to keep in float
+    graph = torch.fx.symbolic_trace(model).graph
+    assert not any(n.op == "call_function" and n.target is torch.nn.functional.pad for n in graph.nodes)
+    model.reparameterize()  # idempotent
+    assert len([b for b in model.modules() if getattr(b, "proj", None) is not None]) == 2
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
+
+
 @pytest.mark.parametrize("name", ["resnet-cifar20", "resnet18"])
 def test_saved_weights_round_trip(tmp_path, name):
     torch.manual_seed(1)
