@@ -59,8 +59,8 @@ class _BasicBlock(nn.Module):
     def reparameterize(self) -> None:
         """The option-A shortcut (subsample, zero-pad channels) as the 1x1 strided convolution it
         equals: weight 1 from input channel i to output channel ``pad // 2 + i``, 0 elsewhere.  The
-        output is bit-identical; exporters see a convolution, which INT8 runtimes quantise and fuse
-        with the residual add, instead of a Slice and a channel Pad they leave in float."""
+        output is bit-identical; exporters see a convolution that INT8 runtimes quantise, instead of
+        a Slice and a channel Pad (which the OpenVINO INT8 export keeps in float)."""
         if self.proj is not None or (self.stride == 1 and not self.pad):
             return
         cin = self.conv1.in_channels

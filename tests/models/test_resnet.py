@@ -52,7 +52,8 @@ def test_reparameterized_shortcut_is_a_conv_with_bit_identical_output():
     assert not any(n.op == "call_function" and n.target is torch.nn.functional.pad for n in graph.nodes)
     model.reparameterize()  # idempotent
     assert len([b for b in model.modules() if getattr(b, "proj", None) is not None]) == 2
-    assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
+    after = model.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in state.items())
 
 
 @pytest.mark.parametrize("name", ["resnet-cifar20", "resnet18"])
