@@ -80,7 +80,8 @@ def _validate(hyp: dict[str, Any], source: str) -> None:
         raise ConfigError(source, "ema", f"{hyp['ema']!r} must be true or false")
     ranges = {"lrf": (0, 1), "momentum": (0, 1), "warmup_momentum": (0, 1), "label_smoothing": (0, 1),
               "ema_decay": (0, 1), "translate": (0, 0.5), "fliplr": (0, 1), "flipud": (0, 1), "hsv_v": (0, 1),
-              "weight_decay": (0, 1), "warmup_epochs": (0, None), "warmup_bias_lr": (0, None), "nbs": (1, None)}
+              "weight_decay": (0, 1), "warmup_epochs": (0, None), "warmup_bias_lr": (0, None), "nbs": (1, None),
+              "clip_grad": (0, None)}
     if hyp["lr0"] != "auto":
         ranges["lr0"] = (0, None)
     for key, (lo, hi) in ranges.items():

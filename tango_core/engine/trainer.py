@@ -440,6 +440,11 @@ class Trainer:
         return total[1] / count, {k: total[2 + j] / count for j, k in enumerate(parts)}, int(round(count))
 
     def _optimizer_step(self) -> None:
+        clip = float(self.hyp.get("clip_grad", 0.0))
+        if clip > 0:  # on the true gradients: unscaled first under fp16 (the scaler then skips its own)
+            if self.scaler:
+                self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
         if self.scaler:
             self.scaler.step(self.optimizer)
             self.scaler.update()

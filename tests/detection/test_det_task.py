@@ -67,6 +67,13 @@ def test_the_recipe_fills_what_the_user_left_at_the_engine_defaults():
     assert task.hyp["lr0"] == 0.003 and task.recipe["fliplr"] == 0.0
     task, _ = make_task("yolov7-tiny", hyp={"nbs": 48})
     assert task.hyp["nbs"] == 48  # the user's nominal batch is kept
+    # gradient clipping as each reference train.py: YOLOv9 clips the norm to 10, YOLOv7 does not
+    assert make_task("yolov7-tiny")[0].hyp["clip_grad"] == 0.0
+    assert make_task("yolov9-t")[0].hyp["clip_grad"] == 10.0
+    from tango_core.engine._hyp import load_hyp
+
+    assert load_hyp({"optimizer": "AdamW"}, model="yolov9-t")["clip_grad"] == 10.0  # whatever the optimiser
+    assert load_hyp({"clip_grad": 0.0}, model="yolov9-t")["clip_grad"] == 0.0  # the user's value is kept
 
 
 def test_the_nominal_batch_leaves_at_least_eight_steps_an_epoch():

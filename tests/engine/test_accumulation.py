@@ -46,3 +46,25 @@ def test_accumulated_small_batches_equal_one_nominal_batch(tmp_path):
     whole, accumulated = _train(tmp_path, 32), _train(tmp_path, 16)
     for k in whole:
         torch.testing.assert_close(accumulated[k], whole[k], rtol=1e-5, atol=1e-6)
+
+
+def _one_step(tmp_path, clip: float) -> torch.Tensor:
+    """The weight change of one SGD step over the whole set (80 images, batch 80)."""
+    hyp = {"nbs": 80, "scheduler": "constant", "warmup_epochs": 0, "lr0": 0.05, "weight_decay": 0.0,
+           "translate": 0.0, "fliplr": 0.0, "ema": False, "momentum": 0.9, "clip_grad": clip}
+    start = torch.cat([p.detach().flatten() for p in _registry.create_model(NAME).parameters()])
+    trainer = Trainer(quadrant_data(n_train=80, n_val=16, size=8), NAME, epochs=1, batch_size=80, imgsz=8,
+                      hyp=hyp, amp="off", seed=1, loggers=(), run_dir=tmp_path / f"clip{clip}",
+                      channels_last=False)
+    trainer.fit()
+    end = torch.cat([p.detach().flatten() for p in trainer.model.parameters()])
+    return end - start
+
+
+def test_clip_grad_caps_the_gradient_norm_and_keeps_its_direction(tmp_path):
+    free = _one_step(tmp_path, 0.0)
+    clipped = _one_step(tmp_path, 0.05)
+    step = 0.05 * (1 + 0.9)  # the first Nesterov step is lr (1 + momentum) g
+    assert free.norm() / step > 1.0  # the unclipped gradient (7.5) is far above the cap
+    assert clipped.norm() / step == pytest.approx(0.05, rel=1e-3)
+    torch.testing.assert_close(clipped / clipped.norm(), free / free.norm(), rtol=1e-4, atol=1e-5)

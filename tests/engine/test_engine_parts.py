@@ -27,6 +27,8 @@ def test_hyp_defaults_overrides_and_errors(tmp_path):
         load_hyp({"label_smothing": 0.1})
     with pytest.raises(ConfigError, match="momentum.*out of range"):
         load_hyp({"momentum": 1.5})
+    with pytest.raises(ConfigError, match="clip_grad.*out of range"):
+        load_hyp({"clip_grad": -1})
     with pytest.raises(ConfigError, match="lr0.*not a number"):
         load_hyp({"lr0": "fast"})
     with pytest.raises(UnknownNameError, match="optimizer"):
