@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .._io import read_json, write_json
 from ..errors import require
 from ._exporter import Artifacts, Context, ExportError
@@ -133,8 +135,9 @@ def _tune(mod, target, work_dir: Path, budget_s: float, trials: int, log: list[s
     ms_logger = logging.getLogger("tvm.s_tir.meta_schedule")
     if ms_logger.level == logging.NOTSET:  # the console gets warnings; the whole log is in work_dir/logs
         ms_logger.setLevel(logging.WARNING)
-    contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
-        extracted, str(work_dir), strategy=strategy, num_threads=cores, seed=0)
+    with _own_handlers_only(ms_logger):
+        contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
+            extracted, str(work_dir), strategy=strategy, num_threads=cores, seed=0)
     modules: dict[str, Any] = {}  # artifact key -> built module, dropped once timed
     stats: dict[str, Any] = {"measured": 0, "failed": 0, "skipped": 0, "stopped": None, "dropped": []}
     best: dict[int, float] = {}  # task -> best measured seconds
@@ -160,7 +163,16 @@ def _tune(mod, target, work_dir: Path, budget_s: float, trials: int, log: list[s
             return results
 
     config = ms.runner.EvaluatorConfig(number=3, repeat=1, min_repeat_ms=20, enable_cpu_cache_flush=False)
-    fill = tvm.get_global_func("tvm.contrib.random.random_fill_for_measure")
+    random_fill = tvm.get_global_func("tvm.contrib.random.random_fill_for_measure")
+
+    def fill(tensor) -> None:
+        """Random floats, as MetaSchedule's runner; zeros for integers: random ones (~1e9) used as
+        a gather's index (YOLO's ``p[..., 4]``, a ``take`` task) read far outside the tensor and
+        crash the process, where LocalRunner's worker process only loses that candidate."""
+        if str(tensor.dtype).startswith(("int", "uint", "bool")):
+            tensor.copyfrom(np.zeros(tuple(tensor.shape), dtype=str(tensor.dtype)))
+        else:
+            random_fill(tensor)
 
     @derived_object
     class _Runner(ms.runner.PyRunner):
@@ -305,6 +317,22 @@ def build_tvm(ctx: Context) -> Artifacts:
                      "needs a C compiler there); not verified here")
     return Artifacts(files={"model": path}, notes=notes, path=path, verify=None if cross else ("model", ""),
                      runtime_config={"target": spec, "tuning": tuning})
+
+
+@contextlib.contextmanager
+def _own_handlers_only(logger):
+    """MetaSchedule rebuilds its loggers with ``logging.config.dictConfig`` from the names of the
+    handlers its logger has: a handler someone else added (pytest's log capture, a notebook's
+    logging set-up) has no name there and the rebuild fails (``'NoneType' object has no attribute
+    'format'``).  Those handlers are taken off for the rebuild and put back after it."""
+    foreign = [h for h in logger.handlers if not (h.get_name() or "").startswith(logger.name)]
+    for handler in foreign:
+        logger.removeHandler(handler)
+    try:
+        yield
+    finally:
+        for handler in foreign:
+            logger.addHandler(handler)
 
 
 def _tuned_log(mod, target, work_dir: Path, budget_s: float, trials: int, notes: list[str]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from tango_core.errors import TangoError
 from tango_core.export import export, load_exported
@@ -100,3 +101,33 @@ def test_running_a_tvm_module_leaves_the_process_on_every_core(random_model, tmp
     assert out.returncode == 0, out.stderr[-2000:]
     before, main, thread = map(int, out.stdout.split()[-3:])
     assert main == before and thread == before, f"affinity {before} CPUs before, {main} / {thread} after a TVM run"
+
+
+class _GatherNet(torch.nn.Module):
+    """A conv, then one column picked by a scalar index, as YOLO heads pick the objectness
+    (``p[..., 4]``: an ONNX Gather, a ``take`` task whose index is an argument of the tuned function)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.full((1, 3, 1, 1), 2.0))
+
+    def forward(self, x):
+        return (x * self.scale)[..., 3].flatten(1)
+
+
+def test_tuning_times_gathers_with_indices_inside_their_tensor(tmp_path):
+    """The tuner fills a candidate's arguments with random values before timing it; random
+    indices for a gather read far outside its tensor and crashed the whole process (YOLOv7-tiny's
+    ``take`` tasks).  Integer arguments are filled with zeros, which index every tensor."""
+    torch.manual_seed(0)
+    model = _GatherNet().eval()
+    size = 32  # before the fix this crashed at 32 px more often than not (the read lands further out)
+    result = export(model, "tvm", out=tmp_path / "out", imgsz=size, tune=True, tune_budget_s=15,
+                    tuning_cache=str(tmp_path / "cache"))
+    tuning = result.metadata["runtime_config"]["tuning"]
+    logs = [p.name for p in (tmp_path / "cache" / tuning["key"] / "logs").iterdir()]
+    assert any("take" in name for name in logs), logs  # a gather task...
+    assert not [t for t in tuning["run"]["untuned"] if "take" in t], tuning["run"]  # ...measured
+    assert tuning["run"]["failed"] == 0 and result.metadata["verification"]["passed"]
+    images = np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32)
+    np.testing.assert_allclose(load_exported(result.metadata_path)(images)[0], torch_outputs(model, images), atol=1e-4)
