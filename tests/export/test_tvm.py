@@ -104,7 +104,7 @@ def test_running_a_tvm_module_leaves_the_process_on_every_core(random_model, tmp
 
 
 class _GatherNet(torch.nn.Module):
-    """A conv, then one column picked by a scalar index, as YOLO heads pick the objectness
+    """A per-channel scale, then one column picked by a scalar index, as YOLO heads pick the objectness
     (``p[..., 4]``: an ONNX Gather, a ``take`` task whose index is an argument of the tuned function)."""
 
     def __init__(self) -> None:

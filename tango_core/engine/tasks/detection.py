@@ -40,9 +40,9 @@ from .classification import _open_dataset, mix_seed
 SAMPLES_IN_PLOTS = 8
 #: engine settings that take the recipe's value unless the user changed them
 _OPTIMISER_KEYS = ("lr0", "lrf", "momentum", "weight_decay", "warmup_epochs", "warmup_momentum", "warmup_bias_lr")
-_SHARED_AUG_KEYS = ("translate", "fliplr", "flipud", "hsv_v")
-#: engine settings that take the recipe's value (whatever the optimiser) unless the user set them
-_RECIPE_ENGINE_KEYS = (*_SHARED_AUG_KEYS, "clip_grad")
+#: engine settings that take the recipe's value (whatever the optimiser) unless the user set them:
+#: the augmentation both have, and gradient clipping
+_RECIPE_ENGINE_KEYS = ("translate", "fliplr", "flipud", "hsv_v", "clip_grad")
 NOMINAL_BATCH = 64  # the YOLO recipes' nominal batch
 MIN_STEPS_PER_EPOCH = 8
 
@@ -108,9 +108,8 @@ class DetectionTask(Task):
         nothing (``tango_core.engine._hyp.load_hyp(..., model=)`` fills them in): every recipe
         name the engine does not have (loss gains, mosaic, mixup, scale...), the shared
         augmentation names (translate, fliplr, flipud, hsv_v), gradient clipping (YOLOv9's 10),
-        and under SGD the optimiser
-        schedule (lr0, lrf, momentum, weight decay, warm-up).  These names are what a detection
-        hyp may set, and what HPO may search."""
+        and under SGD the optimiser schedule (lr0, lrf, momentum, weight decay, warm-up).  These
+        names are what a detection hyp may set, and what HPO may search."""
         recipe = default_hyp(recipe_model(model))
         engine = engine_defaults()
         out = {k: v for k, v in recipe.items() if k not in engine or k in _RECIPE_ENGINE_KEYS}
