@@ -11,6 +11,11 @@ anchors (target: the positive's IoU; level weights 4, 1, 0.4 or 4, 1, 0.25, 0.06
 on positives; gains scaled by ``3 / levels``, ``classes / 80`` and ``(imgsz / 640)^2`` as the
 reference training script does; the auxiliary head counts a quarter; the total is multiplied by
 the batch size.
+
+``loss_ota: 0`` (a switch of the reference's hyper-parameter files: its train.py then uses the plain
+``ComputeLoss``) skips OTA: every candidate above is a positive, a dozen or more per box instead of
+the few OTA keeps, which learns about twice as fast per epoch on short CPU runs
+(docs/benchmarks.md).  The auxiliary head's positives are then its five-cell candidates.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..errors import ConfigError
 from ._boxes import box_iou, ciou, flat_targets, xywh2xyxy, xyxy2xywh
 
 _OFFSETS = torch.tensor([[0, 0], [1, 0], [0, 1], [-1, 0], [0, -1]], dtype=torch.float32)
@@ -41,6 +47,10 @@ class V7Loss:
         self.gain_obj = hyp["obj"] * (imgsz / 640) ** 2 * scale
         self.anchor_t = hyp["anchor_t"]
         self.aux_weight = 0.25
+        if hyp.get("loss_ota", 1) not in (0, 1):
+            raise ConfigError("hyp", "loss_ota", f"{hyp['loss_ota']!r} is neither 0 nor 1",
+                              "use 1 (OTA assignment, the published recipes) or 0 (every candidate is a positive)")
+        self.ota = bool(hyp.get("loss_ota", 1))
 
     # --- assignment ------------------------------------------------------------------------------
     def _candidates(self, levels: list[torch.Tensor], tgt: torch.Tensor, offset: float):
@@ -124,7 +134,10 @@ class V7Loss:
                 assign_from: list[torch.Tensor] | None = None):
         """Losses of one head; its positives are matched on ``assign_from`` (default: its own outputs)."""
         lbox = lobj = lcls = levels[0].new_zeros(())
-        matched = self._ota([x.detach() for x in (assign_from or levels)], tgt, offset)
+        if self.ota:
+            matched = self._ota([x.detach() for x in (assign_from or levels)], tgt, offset)
+        else:  # loss_ota 0: every candidate is a positive (the reference's ComputeLoss)
+            matched = [torch.stack([b, a, gj, gi, t], 1) for b, a, gj, gi, t, _ in self._candidates(levels, tgt, offset)]
         for i, (p, rows) in enumerate(zip(levels, matched, strict=True)):
             tobj = torch.zeros_like(p[..., 0])
             if len(rows):

@@ -132,6 +132,42 @@ def test_ota_candidates_lead_and_auxiliary():
     assert sum(len(r) for r in rows) >= 1 and all((r[:, 4] == 0).all() for r in rows if len(r))
 
 
+def test_loss_ota_0_makes_every_candidate_a_positive():
+    """YOLOv7's ``loss_ota: 0`` (its train.py's ComputeLoss): no OTA, each candidate (a matching
+    anchor at the centre cell or one of its two nearest neighbours) is a positive; with OTA the
+    positives are a subset of those candidates."""
+    torch.manual_seed(0)
+    model = create_model("yolov7-tiny", num_classes=2)
+    levels = [x.detach().requires_grad_() for x in model.train()(torch.rand(1, 3, 128, 128))["main"]]
+    tgt = [torch.tensor([[1, 50.0, 46.0, 74.0, 70.0]])]  # 24 px: P3 and P4 anchors within 4x
+
+    def box_cells(hyp):
+        loss_fn = build_loss(model, hyp, imgsz=128)
+        for x in levels:
+            x.grad = None
+        loss_fn({"main": levels}, tgt)[0].backward()
+        return [set(map(tuple, (x.grad[..., :4].abs().sum(-1) > 0).nonzero().tolist())) for x in levels]
+
+    loss_fn = build_loss(model, default_hyp("yolov7-tiny", loss_ota=0), imgsz=128)
+    flat = flat_targets(tgt, levels[0].device)
+    candidates = [set(map(tuple, torch.stack(c[:4], 1).tolist())) for c in loss_fn._candidates(levels, flat, 0.5)]
+    plain, ota = box_cells(default_hyp("yolov7-tiny", loss_ota=0)), box_cells(default_hyp("yolov7-tiny"))
+    assert plain == candidates and sum(map(len, plain)) >= 6  # 3 cells x at least 2 anchors
+    assert all(o <= c for o, c in zip(ota, candidates, strict=True)) and sum(map(len, ota)) < sum(map(len, plain))
+    # classes are learnt at every positive too
+    loss_fn({"main": levels}, tgt)[0].backward()
+    assert all(((x.grad[..., 5:].abs().sum(-1) > 0).nonzero().shape[0] == len(c)) for x, c in zip(levels, plain))
+
+
+@pytest.mark.slow
+def test_loss_ota_0_decreases_on_a_fixed_batch():
+    torch.manual_seed(0)
+    model = YoloModel(MINI_V7, num_classes=3)
+    loss_fn = build_loss(model, default_hyp("yolov7-p6", loss_ota=0), imgsz=64)
+    assert not loss_fn.ota
+    assert_decreases(train_steps(model, loss_fn, 30))
+
+
 def test_auxiliary_positives_are_assigned_from_the_lead_head():
     """aux-OTA is lead-guided (YOLOv7's coarse-to-fine assignment): the cells where the auxiliary
     head gets a box loss are OTA on the lead head's predictions, whatever the auxiliary head says."""
