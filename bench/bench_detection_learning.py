@@ -58,6 +58,15 @@ def first_reaching(curve: list[dict], level: float) -> float | None:
     return next((c["wall_min"] for c in curve if c["mAP50"] >= level), None)
 
 
+def compare(base: list[dict], other: list[dict]) -> str:
+    """Wall minutes each run took to the highest mAP@0.5 both reached, and their ratio."""
+    level = min(max((c["mAP50"] for c in base), default=0.0), max((c["mAP50"] for c in other), default=0.0))
+    a, b = first_reaching(base, level), first_reaching(other, level)
+    if not level or a is None or b is None:
+        return "no common mAP@0.5"
+    return f"to mAP@0.5 {level:.3f}: {a:.1f} against {b:.1f} min ({b / a:.2f}x)"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=["yolov7-tiny", "yolov9-t"])
@@ -67,6 +76,9 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=10.0, help="stop each run after this many wall minutes")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--baseline", action="store_true", help="also train with the recipe's fixed nbs 64")
+    ap.add_argument("--compare", type=json.loads, action="append", default=[], metavar="JSON",
+                    help='also train with these hyper-parameters over --hyp, as a baseline in the same run '
+                         '(repeatable): --compare \'{"loss_ota": 1}\'')
     ap.add_argument("--hyp", type=json.loads, default=None, help='hyper-parameters over the recipe, JSON: \'{"lr0": 0.02}\'')
     ap.add_argument("--batch", default="auto", help="batch size (default: auto-batch)")
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall", help="which minutes --minutes counts")
@@ -77,7 +89,8 @@ def main() -> None:
         data = make_sample("shapes", Path(tmp) / "shapes", n=args.n, size=args.imgsz, task="detection")
         for model in args.models:
             variants = [("adaptive nbs" if not args.hyp else json.dumps(args.hyp), args.hyp)] + \
-                ([("nbs 64", {**(args.hyp or {}), "nbs": 64})] if args.baseline else [])
+                ([("nbs 64", {**(args.hyp or {}), "nbs": 64})] if args.baseline else []) + \
+                [(f"compare {json.dumps(c)}", {**(args.hyp or {}), **c}) for c in args.compare]
             for label, hyp in variants:
                 print(f"{model} ({label})", flush=True)
                 batch = int(args.batch) if str(args.batch).isdigit() else args.batch
@@ -89,6 +102,9 @@ def main() -> None:
                 results["runs"].append(row)
                 print(f"  best mAP50 {row['best_mAP50']:.3f}; minutes to 0.5: {row['minutes_to_0.5']}, "
                       f"to 0.9: {row['minutes_to_0.9']}", flush=True)
+            base = results["runs"][-len(variants)]
+            for row in results["runs"][-len(variants) + 1:]:
+                print(f"  {row['variant']} against {base['variant']}: {compare(base['curve'], row['curve'])}", flush=True)
     if args.out:
         args.out.write_text(json.dumps(results, indent=1))
 
