@@ -31,7 +31,7 @@ class _Stop(Exception):
 
 
 def run(data, model: str, imgsz: int, epochs: int, minutes: float, hyp: dict | None, threads: int,
-        run_dir: Path, batch_size: int | str = "auto", clock: str = "wall") -> list[dict]:
+        run_dir: Path, batch_size: int | str = "auto", clock: str = "wall", seed: int = 0) -> list[dict]:
     bus, curve = ev.EventBus(), []
     wall0, cpu0 = time.perf_counter(), time.process_time()
 
@@ -48,7 +48,7 @@ def run(data, model: str, imgsz: int, epochs: int, minutes: float, hyp: dict | N
     bus.subscribe(ev.EPOCH_END, on_epoch)
     try:
         Trainer(data, model, epochs=epochs, imgsz=imgsz, hyp=hyp, events=bus, run_dir=run_dir, loggers=(),
-                threads=threads, seed=0, batch_size=batch_size).fit()
+                threads=threads, seed=seed, batch_size=batch_size).fit()
     except _Stop:
         pass
     return curve
@@ -82,11 +82,13 @@ def main() -> None:
     ap.add_argument("--hyp", type=json.loads, default=None, help='hyper-parameters over the recipe, JSON: \'{"lr0": 0.02}\'')
     ap.add_argument("--batch", default="auto", help="batch size (default: auto-batch)")
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall", help="which minutes --minutes counts")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the generated data and of the training")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     results = {"args": {k: str(v) for k, v in vars(args).items()}, "runs": []}
     with tempfile.TemporaryDirectory() as tmp:
-        data = make_sample("shapes", Path(tmp) / "shapes", n=args.n, size=args.imgsz, task="detection")
+        data = make_sample("shapes", Path(tmp) / "shapes", n=args.n, size=args.imgsz, task="detection",
+                           seed=args.seed)
         for model in args.models:
             variants = [("adaptive nbs" if not args.hyp else json.dumps(args.hyp), args.hyp)] + \
                 ([("nbs 64", {**(args.hyp or {}), "nbs": 64})] if args.baseline else []) + \
@@ -95,15 +97,15 @@ def main() -> None:
                 print(f"{model} ({label})", flush=True)
                 batch = int(args.batch) if str(args.batch).isdigit() else args.batch
                 curve = run(data, model, args.imgsz, args.epochs, args.minutes, hyp, args.threads,
-                            Path(tmp) / f"{model}-{len(results['runs'])}", batch, args.clock)
+                            Path(tmp) / f"{model}-{len(results['runs'])}", batch, args.clock, args.seed)
                 row = {"model": model, "variant": label, "curve": curve,
                        "best_mAP50": max((c["mAP50"] for c in curve), default=0.0),
                        "minutes_to_0.5": first_reaching(curve, 0.5), "minutes_to_0.9": first_reaching(curve, 0.9)}
                 results["runs"].append(row)
                 print(f"  best mAP50 {row['best_mAP50']:.3f}; minutes to 0.5: {row['minutes_to_0.5']}, "
                       f"to 0.9: {row['minutes_to_0.9']}", flush=True)
-            base = results["runs"][-len(variants)]
-            for row in results["runs"][-len(variants) + 1:]:
+            base, *others = results["runs"][-len(variants):]
+            for row in others:
                 print(f"  {row['variant']} against {base['variant']}: {compare(base['curve'], row['curve'])}", flush=True)
     if args.out:
         args.out.write_text(json.dumps(results, indent=1))

@@ -14,7 +14,7 @@ the batch size.
 
 ``loss_ota: 0`` (a switch of the reference's hyper-parameter files: its train.py then uses the plain
 ``ComputeLoss``) skips OTA: every candidate above is a positive, a dozen or more per box instead of
-the few OTA keeps, which learns about twice as fast per epoch on short CPU runs
+the few OTA keeps; on a short CPU run it reached the mAP that OTA ends at three times sooner
 (docs/benchmarks.md).  The auxiliary head's positives are then its five-cell candidates.
 """
 

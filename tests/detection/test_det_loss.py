@@ -12,6 +12,7 @@ import torch
 from tango_core.detection._boxes import ciou, flat_targets
 from tango_core.detection._hyp import default_hyp
 from tango_core.detection._loss import TaskAlignedAssigner, V7Loss, V9Loss, build_loss
+from tango_core.errors import ConfigError
 from tango_core.models import create_model
 from tango_core.models.yolo import YoloModel
 
@@ -89,9 +90,9 @@ def test_loss_decreases_for_a_real_model():
 
 
 def test_empty_images_give_a_finite_loss_with_gradients():
-    for name in ("yolov7-tiny", "yolov9-t"):
+    for name, hyp in (("yolov7-tiny", {}), ("yolov7-tiny", {"loss_ota": 0}), ("yolov9-t", {})):
         model = create_model(name, num_classes=2).train()
-        loss_fn = build_loss(model, default_hyp(name), imgsz=64)
+        loss_fn = build_loss(model, default_hyp(name, **hyp), imgsz=64)
         loss, _ = loss_fn(model(torch.rand(2, 3, 64, 64)), [torch.zeros(0, 5), torch.zeros(0, 5)])
         loss.backward()
         assert torch.isfinite(loss) and loss > 0  # objectness / classes still learn "nothing here"
@@ -159,6 +160,12 @@ def test_loss_ota_0_makes_every_candidate_a_positive():
         x.grad = None
     loss_fn({"main": levels}, tgt)[0].backward()
     assert [set(map(tuple, (x.grad[..., 5:].abs().sum(-1) > 0).nonzero().tolist())) for x in levels] == plain
+
+
+def test_loss_ota_other_than_0_or_1_is_refused():
+    model = create_model("yolov7-tiny", num_classes=2)
+    with pytest.raises(ConfigError, match="loss_ota"):
+        build_loss(model, default_hyp("yolov7-tiny", loss_ota=2), imgsz=64)
 
 
 @pytest.mark.slow
