@@ -38,7 +38,7 @@ class V7Loss:
     def __init__(self, head: Any, hyp: dict[str, Any], imgsz: int = 640) -> None:
         main = getattr(head, "main", head)
         self.nc, self.na, self.nl = main.nc, main.na, main.nl
-        self.anchors = main.anchors.detach().cpu()  # (nl, na, 2) pixels
+        self._main = main  # its anchors are read at each call: fitted to the data or loaded after this
         self.strides = main.stride.detach().cpu()
         self.balance = {3: [4.0, 1.0, 0.4]}.get(self.nl, [4.0, 1.0, 0.25, 0.06, 0.02])
         scale = 3.0 / self.nl
@@ -51,6 +51,11 @@ class V7Loss:
             raise ConfigError("hyp", "loss_ota", f"{hyp['loss_ota']!r} is neither 0 nor 1",
                               "use 1 (OTA assignment, the published recipes) or 0 (every candidate is a positive)")
         self.ota = bool(hyp.get("loss_ota", 1))
+
+    @property
+    def anchors(self) -> torch.Tensor:
+        """``(nl, na, 2)`` anchors in pixels, the head's current ones."""
+        return self._main.anchors.detach()
 
     # --- assignment ------------------------------------------------------------------------------
     def _candidates(self, levels: list[torch.Tensor], tgt: torch.Tensor, offset: float):

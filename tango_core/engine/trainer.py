@@ -295,6 +295,8 @@ class Trainer:
             loaded = load_weights(model, a["weights"], strict=a["learning_type"] == "normal")
             report = {"path": str(a["weights"]), "loaded": len(loaded.loaded),
                       "new": [k.split(":")[0] for k in loaded.shape_mismatch] + loaded.missing}
+        elif self.resume_path is None:  # from scratch: e.g. anchors fitted to the boxes (a resume loads its own)
+            self.task.fit_to_data(model)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         return model, report

@@ -27,6 +27,10 @@ class ConsoleLogger:
         if event.name == ev.MODEL_SUMMARY:
             self._write(f"model {p['name']}: {p['layers']} layers, {p['parameters']:,} parameters, "
                         f"{p['flops'] / 1e9:.3g} GFLOPs")
+            anchors = p.get("anchors")
+            if anchors and anchors["refitted"]:
+                self._write(f"anchors re-fitted to the {anchors['boxes']} training boxes: best possible recall "
+                            f"{anchors['bpr_before']:.3f} -> {anchors['bpr']:.3f}")
         elif event.name == ev.AUTOBATCH:
             self._write(f"auto batch: {p['batch_size']} ({p['per_sample_bytes'] / 2**20:.1f} MB per image, "
                         f"budget {p['budget_bytes'] / 2**30:.1f} GB on {p['device']})")

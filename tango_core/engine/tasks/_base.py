@@ -105,6 +105,11 @@ class Task:
 
         return create_model(name, num_classes=len(self.classes), in_channels=self.in_channels)
 
+    def fit_to_data(self, model: nn.Module) -> dict[str, Any] | None:
+        """Adapt a freshly initialised model to the training data before the first step (YOLOv7's
+        anchors); returns what was done, or None.  Not called for runs that start from weights."""
+        return None
+
     def model_summary(self, model: nn.Module, name: str) -> dict[str, Any]:
         """The MODEL_SUMMARY payload: layers, parameters, gradients, FLOPs at the training size."""
         params = sum(p.numel() for p in model.parameters())

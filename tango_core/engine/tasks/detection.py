@@ -28,6 +28,7 @@ import torch.nn as nn
 
 from ...detection import DetectionEvaluator, non_max_suppression, process_masks
 from ...detection._augment import DetectionAugment
+from ...detection._autoanchor import check_anchors
 from ...detection._data import load_splits, memory_splits, rasterise, stack_images
 from ...detection._hyp import default_hyp
 from ...detection._loss import build_loss
@@ -89,6 +90,7 @@ class DetectionTask(Task):
         self.model_name: str | None = None
         self._loss = None
         self._augment: DetectionAugment | None = None
+        self.anchor_report: dict[str, Any] | None = None
 
     # --- model and recipe ---------------------------------------------------------------------------
     def build_model(self, name: str) -> nn.Module:
@@ -101,6 +103,22 @@ class DetectionTask(Task):
             self._set_recipe(name)
         self._loss = build_loss(model, self.recipe, self.imgsz)
         return model
+
+    def fit_to_data(self, model: nn.Module) -> dict[str, Any] | None:
+        """YOLOv7 (``autoanchor`` 1 in its recipes): anchors re-fitted when their best possible
+        recall of the training boxes is under 0.98 (``tango_core.detection._autoanchor``)."""
+        head = getattr(model, "head", None)
+        if head is None or getattr(head, "anchor_free", True) or not self.recipe.get("autoanchor", 0):
+            return None
+        self.anchor_report = check_anchors(getattr(head, "main", head), [s.labels for s in self.train.samples],
+                                           float(self.recipe.get("anchor_t", 4.0)), seed=self.seed)
+        return self.anchor_report
+
+    def model_summary(self, model: nn.Module, name: str) -> dict[str, Any]:
+        summary = super().model_summary(model, name)
+        if self.anchor_report is not None:
+            summary["anchors"] = self.anchor_report
+        return summary
 
     @classmethod
     def hyp_defaults(cls, model: str, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -279,4 +297,5 @@ class DetectionTask(Task):
             "color": "L" if self.in_channels == 1 else "RGB", "layout": "NCHW", "scale": 1 / 255,
             "mean": [0.0] * self.in_channels, "std": [1.0] * self.in_channels},
             postprocess={"output": "boxes_xyxy_scores", "nms_iou": self.nms_iou(), "conf": 0.25,
-                         "recipe": self.model_name})
+                         "recipe": self.model_name},
+            **({"anchors": self.anchor_report["anchors"]} if self.anchor_report and self.anchor_report["refitted"] else {}))
