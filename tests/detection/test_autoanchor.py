@@ -12,7 +12,7 @@ from tango_core.detection._hyp import default_hyp
 from tango_core.detection._loss import build_loss
 from tango_core.engine.trainer import Trainer
 from tango_core.models import create_model
-from tango_core.models.weights import read_weights
+from tango_core.models.weights import load_weights, read_weights
 
 DEFAULT = np.array([[10, 13], [16, 30], [33, 23], [30, 61], [62, 45], [59, 119], [116, 90], [156, 198], [373, 326]],
                    dtype=float)
@@ -90,7 +90,23 @@ def test_training_from_scratch_fits_the_anchors_and_keeps_them(tmp_path):
     fitted = torch.tensor(report["anchors"])
     anchors = next(v for k, v in saved["state_dict"].items() if k.endswith("anchors"))
     torch.testing.assert_close(anchors, fitted, atol=0.01, rtol=0)
-    assert saved["anchors"] == report["anchors"]  # in the metadata too, for exports
+    # in the metadata too, for exports, written as a config writes them (per level: w, h, w, h...)
+    assert saved["anchors"] == [[v for wh in level for v in wh] for level in report["anchors"]]
+    assert len(saved["anchors"]) == 3 and len(saved["anchors"][0]) == 6
+
+    # an export decodes with the fitted anchors: the ONNX model gives the trained model's boxes
+    from tango_core.export import export, load_exported
+
+    exported = export(result.best, "onnx", out=tmp_path / "onnx", imgsz=64)
+    assert exported.metadata["detection"]["anchors"] == saved["anchors"]
+    model = create_model("yolov7-tiny", num_classes=1)
+    load_weights(model, result.best)
+    torch.testing.assert_close(model.head.anchors, fitted, atol=0.01, rtol=0)  # the file's, not the config's
+    x = np.random.default_rng(0).random((1, 3, 64, 64), dtype=np.float32)
+    with torch.no_grad():
+        want = model.eval()(torch.from_numpy(x)).numpy()
+    got = load_exported(exported.path)(x)[0]
+    np.testing.assert_allclose(got[..., :4], want[..., :4], atol=1e-3 * np.abs(want[..., :4]).max())
 
     # autoanchor 0 keeps the published anchors
     summaries.clear()

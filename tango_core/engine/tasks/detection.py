@@ -298,4 +298,8 @@ class DetectionTask(Task):
             "mean": [0.0] * self.in_channels, "std": [1.0] * self.in_channels},
             postprocess={"output": "boxes_xyxy_scores", "nms_iou": self.nms_iou(), "conf": 0.25,
                          "recipe": self.model_name},
-            **({"anchors": self.anchor_report["anchors"]} if self.anchor_report and self.anchor_report["refitted"] else {}))
+            **({"anchors": self._fitted_anchors()} if self.anchor_report and self.anchor_report["refitted"] else {}))
+
+    def _fitted_anchors(self) -> list[list[float]]:
+        """The re-fitted anchors as a config writes them: per level, w, h, w, h... in pixels."""
+        return [[v for wh in level for v in wh] for level in self.anchor_report["anchors"]]
