@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from tango_core.demo import run_demo, run_notebook
 
@@ -105,7 +106,8 @@ STAGE_RUNS = {
     "05_deploy": [{}, {"target": "rpi5-coral", "also": "aws-ecs,odroid-m1"}],
     "06_hpo_nas": [{}, {"hpo_trials": 2, "nas_trials": 3, "n_per_class": 10, "hpo_epochs": 1}],
     "07_segmentation": [{}, {"model": "yolov9-s-seg", "n_images": 12, "epochs": 1, "batch_size": 4}],
-    "03_detection": [{}, {"model": "yolov9-t", "n_images": 32, "imgsz": 128, "epochs": 1, "batch_size": 4}],
+    "03_detection": [{}, {"model": "yolov9-t", "n_images": 32, "imgsz": 128, "epochs": 1, "batch_size": 4,
+                          "hyp": {"optimizer": "AdamW", "lr0": 0.002, "warmup_epochs": 1}}],
 }
 
 
@@ -123,6 +125,9 @@ def test_stage_notebook_runs(tmp_path, name, params):
     assert "Traceback" not in text
     if params.get("model"):
         assert f"model: {params['model']}" in text
+    if params.get("hyp"):  # the notebook's hyp reached the training (the run records every value used)
+        used = [yaml.safe_load(p.read_text()) for p in (tmp_path / "work").glob("project/runs/train/*/hyp.yaml")]
+        assert used and all(h[k] == v for h in used for k, v in params["hyp"].items()), used
     assert result["report"].exists()
 
 
