@@ -54,25 +54,36 @@ def _fitness(anchors: np.ndarray, wh: np.ndarray, anchor_t: float) -> float:
     return float((best * (best > 1 / anchor_t)).mean())
 
 
+def _sq_dist(points: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """``(n, k)`` squared distances of each point to each centre."""
+    return ((points[:, None] - centres[None]) ** 2).sum(2)
+
+
 def _kmeans(points: np.ndarray, k: int, rng: np.random.Generator, iters: int = 30) -> np.ndarray:
     """Lloyd's k-means from a k-means++ start; an empty cluster takes the farthest point."""
-    centres = [points[rng.integers(len(points))]]
+    c = points[rng.integers(len(points))][None]
     for _ in range(1, k):
-        d = ((points[:, None] - np.array(centres)[None]) ** 2).sum(2).min(1)
-        centres.append(points[rng.choice(len(points), p=d / d.sum())] if d.sum() > 0 else points[rng.integers(len(points))])
-    c = np.array(centres)
+        d = _sq_dist(points, c).min(1)
+        pick = rng.choice(len(points), p=d / d.sum()) if d.sum() > 0 else rng.integers(len(points))
+        c = np.concatenate([c, points[pick][None]])
     for _ in range(iters):
-        assign = ((points[:, None] - c[None]) ** 2).sum(2).argmin(1)
+        dist = _sq_dist(points, c)
+        assign = dist.argmin(1)
         for j in range(k):
             members = points[assign == j]
-            c[j] = members.mean(0) if len(members) else points[((points[:, None] - c[None]) ** 2).sum(2).min(1).argmax()]
+            c[j] = members.mean(0) if len(members) else points[dist.min(1).argmax()]
     return c
+
+
+def _fittable(wh: np.ndarray) -> np.ndarray:
+    """The boxes an anchor fit uses: at least ``MIN_SIDE`` pixels on one side."""
+    return wh[(wh >= MIN_SIDE).any(1)]
 
 
 def fit_anchors(wh: np.ndarray, n: int, anchor_t: float = 4.0, generations: int = GENERATIONS,
                 seed: int = 0) -> np.ndarray:
     """``n`` anchors ``(n, 2)`` in pixels, sorted by area, fitted to the box sizes ``wh``."""
-    wh = wh[(wh >= MIN_SIDE).any(1)]
+    wh = _fittable(wh)
     if len(wh) < n:
         raise ValueError(f"{len(wh)} boxes cannot fit {n} anchors")
     rng = np.random.default_rng(seed)
@@ -100,7 +111,7 @@ def check_anchors(head: Any, labels: Sequence[np.ndarray], anchor_t: float = 4.0
     before = anchor_stats(old, wh, anchor_t)
     report: dict[str, Any] = {"boxes": len(wh), "bpr": before["bpr"], "anchors_per_box": before["anchors_per_box"],
                               "refitted": False, "anchors": np.round(old, 2).reshape(head.anchors.shape).tolist()}
-    if before["bpr"] >= BPR_THRESHOLD or len(wh[(wh >= MIN_SIDE).any(1)]) < len(old):
+    if before["bpr"] >= BPR_THRESHOLD or len(_fittable(wh)) < len(old):
         return report
     new = fit_anchors(wh, len(old), anchor_t, seed=seed)
     after = anchor_stats(new, wh, anchor_t)

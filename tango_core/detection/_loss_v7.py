@@ -47,10 +47,11 @@ class V7Loss:
         self.gain_obj = hyp["obj"] * (imgsz / 640) ** 2 * scale
         self.anchor_t = hyp["anchor_t"]
         self.aux_weight = 0.25
-        if hyp.get("loss_ota", 1) not in (0, 1):
-            raise ConfigError("hyp", "loss_ota", f"{hyp['loss_ota']!r} is neither 0 nor 1",
+        ota = hyp.get("loss_ota", 1)
+        if ota not in (0, 1):
+            raise ConfigError("hyp", "loss_ota", f"{ota!r} is neither 0 nor 1",
                               "use 1 (OTA assignment, the published recipes) or 0 (every candidate is a positive)")
-        self.ota = bool(hyp.get("loss_ota", 1))
+        self.ota = bool(ota)
 
     @property
     def anchors(self) -> torch.Tensor:

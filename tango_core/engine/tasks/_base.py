@@ -107,7 +107,7 @@ class Task:
 
     def fit_to_data(self, model: nn.Module) -> dict[str, Any] | None:
         """Adapt a freshly initialised model to the training data before the first step (YOLOv7's
-        anchors); returns what was done, or None.  Not called for runs that start from weights."""
+        anchors); returns what was done, or None.  Not called for runs that start from weights or resume."""
         return None
 
     def model_summary(self, model: nn.Module, name: str) -> dict[str, Any]:
